@@ -1,0 +1,1 @@
+"""Entry points: absl flags -> Config -> one library call -> printed and recorded results."""

@@ -1,0 +1,1 @@
+"""mlp_jax: multilayer perceptrons on MNIST with JAX, Flax and Optax."""

@@ -1,0 +1,90 @@
+"""The run configuration: one frozen dataclass, validated once when it is made."""
+
+import dataclasses
+
+from mlp_jax import activations, models
+from mlp_jax.errors import InputError
+
+DATASETS = ("mnist", "fashion_mnist", "kmnist")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+LOSSES = ("cross_entropy", "mse")
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Parse hidden sizes such as "625,441" into (625, 441); "" means no hidden layer."""
+    pieces = [p.strip() for p in text.split(",")] if text.strip() else []
+    if not all(p.isdigit() and int(p) > 0 for p in pieces):
+        raise InputError(f"malformed --hidden {text!r}; accepted: comma-separated positive "
+                         "integers such as 625,441, or an empty value for no hidden layer")
+    return tuple(int(p) for p in pieces)
+
+
+def _choice(flag: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise InputError(f"unknown --{flag} {value!r}; accepted: {', '.join(accepted)}")
+
+
+def _positive(flag: str, value: float) -> None:
+    if not value > 0:
+        raise InputError(f"--{flag} must be positive, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of one training run; defaults are the TF1 tutorial's protocol."""
+
+    name: str = ""
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    validation_size: int = 5000
+    hidden: tuple[int, ...] = (625, 441)
+    act: str = "relu6"
+    leaky_slope: float = 0.01
+    dropout: float = 0.0
+    weight_init: str = "normal"
+    bias_init: str = "normal"
+    init_scale: float = 0.01
+    init_constant: float = 0.1
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.5
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_fraction: float = 0.05
+    batch_size: int = 100
+    steps: int = 10_000
+    epochs: int = 0
+    eval_every: int = 1000
+    seed: int = 0
+    num_seeds: int = 1
+
+    def __post_init__(self):
+        _choice("dataset", self.dataset, DATASETS)
+        activations.check(self.act)
+        models.initializer(self.weight_init, accepted=models.WEIGHT_INITS)
+        models.initializer(self.bias_init, accepted=models.BIAS_INITS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"--dropout {self.dropout!r} is outside [0, 1); it is the "
+                             "probability of dropping a unit (TF1 keep_prob 0.33 is 0.67)")
+        if not 0 <= self.warmup_fraction < 1:
+            raise InputError(f"--warmup_fraction {self.warmup_fraction!r} is outside [0, 1)")
+        if any(h <= 0 for h in self.hidden):
+            raise InputError(f"hidden sizes must be positive, got {self.hidden!r}")
+        for flag in ("lr", "batch_size", "eval_every", "num_seeds", "init_scale"):
+            _positive(flag, getattr(self, flag))
+        if self.epochs < 0:
+            raise InputError(f"--epochs must be positive (or 0 to use --steps), got {self.epochs}")
+        if self.epochs == 0:
+            _positive("steps", self.steps)
+        for flag in ("validation_size", "weight_decay", "momentum"):
+            if getattr(self, flag) < 0:
+                raise InputError(f"--{flag} must be >= 0, got {getattr(self, flag)!r}")
+
+    def total_steps(self, num_train: int) -> int:
+        """Return the number of training steps: --epochs over `num_train` images, else --steps."""
+        return self.epochs * (num_train // self.batch_size) if self.epochs else self.steps
