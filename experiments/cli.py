@@ -60,11 +60,16 @@ def define_config_flags() -> None:
             flags.DEFINE_string(field.name, default, HELP[field.name])
 
 
+def data_dir(flag_value: str | None) -> str | None:
+    """Return the IDX folder: the flag's value, else $MLP_JAX_DATA, else None (TFDS)."""
+    return flag_value or os.environ.get(DATA_ENV) or None
+
+
 def config_from_flags(**overrides) -> Config:
     """Build the validated Config from the parsed flags; --data_dir falls back to $MLP_JAX_DATA."""
     values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(Config)}
     values["hidden"] = parse_hidden(values["hidden"])
-    values["data_dir"] = values["data_dir"] or os.environ.get(DATA_ENV) or None
+    values["data_dir"] = data_dir(values["data_dir"])
     return Config(**{**values, **overrides})
 
 

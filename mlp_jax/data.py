@@ -97,13 +97,12 @@ def _reachable(host: str = "storage.googleapis.com") -> bool:
 
 def read_tfds(name: str) -> dict[str, np.ndarray]:
     """Load dataset `name` through TFDS, with TensorFlow kept off any GPU."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.set_visible_devices([], "GPU")
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    builder = tfds.builder(name)
-    if not builder.is_prepared() and not _reachable():
+    if not tfds.builder(name).is_prepared() and not _reachable():
         raise InputError(f"TFDS has no prepared {name!r} and cannot download it; {OFFLINE_HINT}")
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")  # TFDS must not take the accelerator's memory
     try:
         splits = tfds.as_numpy(tfds.load(name, batch_size=-1, as_supervised=True))
     except Exception as e:  # pylint: disable=broad-except
