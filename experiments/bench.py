@@ -9,8 +9,10 @@ interleaved `--repeats` times; the median steps/s of each and their ratio are re
 """
 
 import dataclasses
+import datetime
 import json
 import statistics
+import sys
 import time
 
 from absl import flags
@@ -91,7 +93,9 @@ def main(argv: list[str]) -> None:
         fit = train.fit(cfg, dataset)
         library.append(fit.steps_per_sec)
         library_wall.append(steps / (fit.train_seconds + fit.eval_seconds))
-    report = {"config": f"{FLAGS.hidden} {FLAGS.act} batch {FLAGS.batch_size}", "steps": steps,
+    report = {"command": "python -m experiments.bench " + " ".join(sys.argv[1:]),
+              "date": datetime.date.today().isoformat(),
+              "config": f"{FLAGS.hidden} {FLAGS.act} batch {FLAGS.batch_size}", "steps": steps,
               **results.environment(),
               "minimal_steps_per_sec": statistics.median(minimal),
               "mlp_jax_steps_per_sec": statistics.median(library),
