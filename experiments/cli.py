@@ -24,6 +24,7 @@ HELP = {
            "swish, gelu, identity.",
     "leaky_slope": "Negative slope of leaky_relu, and prelu's initial slope.",
     "dropout": "Probability of dropping a hidden unit in training (TF1 keep_prob 0.33 = 0.67).",
+    "dropout_at_eval": "Keep dropout on when measuring accuracy, as the TF1 scripts did.",
     "weight_init": "normal, zeros, constant, lecun_normal, glorot_uniform, he_normal.",
     "bias_init": "normal, zeros, constant.",
     "init_scale": "Standard deviation of the normal initialiser.",
@@ -44,20 +45,19 @@ HELP = {
 }
 
 
-def define_config_flags() -> None:
+def define_config_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Define one absl flag for every Config field, with the field's default."""
     for field in dataclasses.fields(Config):
-        default = field.default
+        default, define = field.default, flags.DEFINE_string
         if field.name == "hidden":
-            flags.DEFINE_string("hidden", ",".join(map(str, default)), HELP["hidden"])
+            default = ",".join(map(str, default))
         elif isinstance(default, bool):
-            flags.DEFINE_boolean(field.name, default, HELP[field.name])
+            define = flags.DEFINE_boolean
         elif isinstance(default, int):
-            flags.DEFINE_integer(field.name, default, HELP[field.name])
+            define = flags.DEFINE_integer
         elif isinstance(default, float):
-            flags.DEFINE_float(field.name, default, HELP[field.name])
-        else:
-            flags.DEFINE_string(field.name, default, HELP[field.name])
+            define = flags.DEFINE_float
+        define(field.name, default, HELP[field.name], flag_values=flag_values)
 
 
 def data_dir(flag_value: str | None) -> str | None:
@@ -65,12 +65,12 @@ def data_dir(flag_value: str | None) -> str | None:
     return flag_value or os.environ.get(DATA_ENV) or None
 
 
-def config_from_flags(**overrides) -> Config:
-    """Build the validated Config from the parsed flags; --data_dir falls back to $MLP_JAX_DATA."""
-    values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(Config)}
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
+    """Build the validated Config from parsed flags; --data_dir falls back to $MLP_JAX_DATA."""
+    values = {f.name: flag_values[f.name].value for f in dataclasses.fields(Config)}
     values["hidden"] = parse_hidden(values["hidden"])
     values["data_dir"] = data_dir(values["data_dir"])
-    return Config(**{**values, **overrides})
+    return Config(**values)
 
 
 def fail(message: str) -> None:

@@ -42,6 +42,7 @@ class Config:
     act: str = "relu6"
     leaky_slope: float = 0.01
     dropout: float = 0.0
+    dropout_at_eval: bool = False
     weight_init: str = "normal"
     bias_init: str = "normal"
     init_scale: float = 0.01

@@ -7,7 +7,6 @@ import zlib
 
 import flax.struct
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mlp_jax.errors import InputError
@@ -124,10 +123,11 @@ def to_device(arrays: dict[str, np.ndarray], validation_size: int, name: str) ->
                          f"(the training set has {num_train}); accepted: 0..{num_train - 1}")
 
     def images(x: np.ndarray) -> jax.Array:
-        return jnp.asarray(x.reshape(len(x), -1), jnp.float32) / 255.0
+        flat = x.reshape(len(x), int(np.prod(x.shape[1:])))  # -1 fails on an empty split
+        return jax.device_put(flat.astype(np.float32) / np.float32(255))
 
     def labels(y: np.ndarray) -> jax.Array:
-        return jnp.asarray(y, jnp.int32)
+        return jax.device_put(y.astype(np.int32))
 
     train_x, train_y = arrays["train_images"], arrays["train_labels"]
     return Dataset(

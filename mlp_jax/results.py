@@ -19,7 +19,9 @@ RECORD_FIELDS = (
     "name", "config", "seed", "dataset", "test_accuracy", "val_accuracy", "train_loss", "steps",
     "diverged", "diverged_at_step", "n_params", "compile_seconds", "train_seconds",
     "eval_seconds", "steps_per_sec", "replicas_trained_together", "platform", "device",
-    "versions", "time", "history")
+    "cpus", "versions", "time", "history")
+# Settings that do not change what a run computes, left out when runs are matched.
+NOT_PROTOCOL = ("name", "seed", "num_seeds", "data_dir", "eval_every")
 
 
 def _finite(value: float) -> float | None:
@@ -35,7 +37,7 @@ def default_name(cfg: Config) -> str:
 def environment() -> dict:
     """Return the platform, device kind and library versions this process runs on."""
     device = jax.devices()[0]
-    return {"platform": device.platform, "device": device.device_kind,
+    return {"platform": device.platform, "device": device.device_kind, "cpus": os.cpu_count(),
             "versions": {"jax": jax.__version__, "flax": flax.__version__,
                          "optax": optax.__version__}}
 
@@ -78,6 +80,18 @@ def read(path: str) -> list[dict]:
     """Return the records of a JSON-lines file, skipping a last line cut off by a crash."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
+
+
+def protocol(config: dict) -> str:
+    """Return a canonical string of the settings that determine what a run computes."""
+    kept = {k: v for k, v in config.items() if k not in NOT_PROTOCOL}
+    return json.dumps(kept, sort_keys=True)
+
+
+def done_seeds(records: list[dict], name: str, config: dict) -> set[int]:
+    """Return the seeds already recorded for run `name` under the protocol of `config`."""
+    key = protocol(config)
+    return {r["seed"] for r in records if r["name"] == name and protocol(r["config"]) == key}
 
 
 def summarize(values: list[float]) -> tuple[float, float, int]:

@@ -126,22 +126,36 @@ def train_chunk(replica: Replica, data: Dataset, steps: jax.Array, **step_args
     return jax.lax.scan(step, replica, steps)
 
 
-def accuracy(model: models.MLP, params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Return the fraction of `x` that `params` classifies as `y` (dropout off)."""
-    return jnp.mean(jnp.argmax(model.apply(params, x), axis=-1) == y)
+# Evaluation's dropout stream; training folds in step numbers, which stay below it.
+EVAL_STREAM = 2**31 - 1
 
 
-def evaluate(model: models.MLP, params: dict, data: Dataset) -> tuple[jax.Array, jax.Array]:
+def predict(model: models.MLP, params: dict, x: jax.Array,
+            dropout_key: jax.Array | None = None) -> jax.Array:
+    """Return predicted classes; with `dropout_key`, dropout stays on (TF1 scripts' testing)."""
+    if dropout_key is None:
+        return jnp.argmax(model.apply(params, x), axis=-1)
+    return jnp.argmax(model.apply(params, x, train=True, rngs={"dropout": dropout_key}), axis=-1)
+
+
+def eval_dropout_key(rep: Replica, dropout_at_eval: bool) -> jax.Array | None:
+    """Return the key of evaluation's dropout, or None when evaluation is deterministic."""
+    return jax.random.fold_in(rep.dropout_key, EVAL_STREAM) if dropout_at_eval else None
+
+
+def evaluate(model: models.MLP, rep: Replica, data: Dataset, dropout_at_eval: bool = False
+             ) -> tuple[jax.Array, jax.Array]:
     """Return validation and test accuracy of one replica, on the whole splits."""
-    return (accuracy(model, params, data.val_x, data.val_y),
-            accuracy(model, params, data.test_x, data.test_y))
+    key = eval_dropout_key(rep, dropout_at_eval)
+    return (jnp.mean(predict(model, rep.params, data.val_x, key) == data.val_y),
+            jnp.mean(predict(model, rep.params, data.test_x, key) == data.test_y))
 
 
 @dataclasses.dataclass
 class FitResult:
-    """What training produced: final parameters, per-replica metrics and timings."""
+    """What training produced: the trained replicas, their metrics and timings."""
 
-    params: dict
+    replicas: Replica
     seeds: list[int]
     steps: int
     train_loss: np.ndarray  # (replicas,) mean loss over the last evaluation interval
@@ -153,6 +167,11 @@ class FitResult:
     compile_seconds: float
     train_seconds: float
     eval_seconds: float
+
+    @property
+    def params(self) -> dict:
+        """Parameters of every replica, stacked on a leading axis."""
+        return self.replicas.params
 
     @property
     def steps_per_sec(self) -> float:
@@ -180,8 +199,8 @@ def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], None] | None = Non
         train_chunk, model=model, tx=tx, loss=cfg.loss, batch_size=cfg.batch_size)),
         donate_argnums=0)
     tic = time.perf_counter()
-    evaluator = jax.jit(per_replica(functools.partial(evaluate, model))).lower(
-        replicas.params, data).compile()
+    evaluator = jax.jit(per_replica(functools.partial(
+        evaluate, model, dropout_at_eval=cfg.dropout_at_eval))).lower(replicas, data).compile()
     compiled, compile_seconds = {}, time.perf_counter() - tic
     train_seconds = eval_seconds = 0.0
     diverged: list[int | None] = [None] * len(seeds)
@@ -202,7 +221,7 @@ def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], None] | None = Non
         start += len(steps)
 
         tic = time.perf_counter()
-        val, test = (np.asarray(a) for a in evaluator(replicas.params, data))
+        val, test = (np.asarray(a) for a in evaluator(replicas, data))
         eval_seconds += time.perf_counter() - tic
         entry = {"step": start, "train_loss": losses.mean(axis=1).tolist(),
                  "val_accuracy": val.tolist(), "test_accuracy": test.tolist()}
@@ -212,10 +231,18 @@ def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], None] | None = Non
                      "diverged_at_step": list(diverged)})
 
     last = history[-1]
-    one_replica = jax.tree.map(lambda p: p[0], replicas.params)
     return FitResult(
-        params=replicas.params, seeds=seeds, steps=start,
+        replicas=replicas, seeds=seeds, steps=start,
         train_loss=np.array(last["train_loss"]), val_accuracy=np.array(last["val_accuracy"]),
         test_accuracy=np.array(last["test_accuracy"]), diverged_at_step=diverged,
-        history=history, n_params=models.count_params(one_replica),
+        history=history, n_params=models.count_params(replicas.params) // len(seeds),
         compile_seconds=compile_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds)
+
+
+def predict_test_split(cfg: Config, result: FitResult, data: Dataset, replica: int = 0
+                       ) -> np.ndarray:
+    """Return one replica's predicted test classes, measured as its accuracy was."""
+    rep = jax.tree.map(lambda x: x[replica], result.replicas)
+    key = eval_dropout_key(rep, cfg.dropout_at_eval)
+    return np.asarray(jax.jit(functools.partial(predict, make_model(cfg)))(
+        rep.params, data.test_x, key))

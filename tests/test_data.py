@@ -64,6 +64,11 @@ def test_folder_gz_or_raw_gives_scaled_splits(tmp_path, compress):
     np.testing.assert_array_equal(np.asarray(dataset.train_y), np.arange(2, 12) % 10)
 
 
+def test_no_validation_split(tmp_path):
+    dataset = data.to_device(data.read_idx_folder(write_folder(tmp_path)), 0, "t")
+    assert dataset.val_x.shape == (0, 784) and dataset.train_x.shape == (12, 784)
+
+
 def test_missing_folder_and_file(tmp_path):
     with pytest.raises(InputError, match="missing data folder .*--data_dir"):
         data.read_idx_folder(str(tmp_path / "nowhere"))

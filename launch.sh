@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Run every row of a named grid with N seeds (one process per row), then export its table.
+#   ./launch.sh GRID [--seeds N] [--jobs J] [--out DIR] [--list] [--row K] [-- flags for every run]
+# Grids: see mlp_jax/grids.py. Rows already recorded in DIR/results.jsonl (default runs/GRID) are
+# skipped, so a second launch trains nothing and an interrupted one resumes. --list prints one
+# command per row for any scheduler; --row K runs row K (number or name) only. On a host with
+# several GPUs, job slot i runs on GPU i mod (number of GPUs). PYTHON overrides the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")"
+command_line="./launch.sh $*"
+usage() { sed -n '3p' "$0" | sed 's/^#  //' >&2; exit 2; }
+[ $# -ge 1 ] && [[ $1 != -* ]] || usage
+grid=$1; shift
+seeds=1 jobs=1 out="" row="" list=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --seeds|--jobs|--out|--row) [ $# -ge 2 ] || usage; declare "${1#--}=$2"; shift 2 ;;
+    --list) list=1; shift ;;
+    --) shift; break ;;
+    *) echo "error: unknown launch.sh option '$1'; accepted: --seeds N, --jobs J, --out DIR," \
+            "--row K, --list, -- FLAGS" >&2; exit 2 ;;
+  esac
+done
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "error: --jobs '$jobs' must be a positive integer" >&2; exit 2; }
+out=${out:-runs/$grid}
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+grid_args=(--grid="$grid" --seeds="$seeds" --out="$out" --row="$row" --python="$PYTHON")
+if [ "$list" = 1 ]; then exec "$PYTHON" -m experiments.grid "${grid_args[@]}" -- "$@"; fi
+
+start=$(date +%s.%N)
+commands=$("$PYTHON" -m experiments.grid "${grid_args[@]}" --pending -- "$@")
+mkdir -p "$out/logs"
+gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
+if [ "$gpus" -gt 0 ] && [ "$jobs" -gt "$gpus" ]; then
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share a GPU
+fi
+status=0
+if [ -n "$commands" ]; then
+  echo "$(printf '%s\n' "$commands" | wc -l) row(s) to run, $jobs at a time; logs in $out/logs"
+  printf '%s\n' "$commands" | GPUS=$gpus xargs -d '\n' -n 1 -P "$jobs" --process-slot-var=SLOT \
+    bash -c 'if [ "$GPUS" -gt 0 ]; then export CUDA_VISIBLE_DEVICES=$((SLOT % GPUS)); fi
+             name=${1#*--name=}; name=${name%% *}
+             if eval "$1"; then echo "done: $name"; else echo "FAILED: $name (see its log)"; exit 1; fi' _ \
+    || status=$?
+else
+  echo "nothing to run: every row of $grid has $seeds seed(s) in $out/results.jsonl"
+fi
+
+# Wall time adds up over the launches that built these results.
+elapsed=$(awk -v now="$(date +%s.%N)" -v start="$start" -v before="$(cat "$out/wall_seconds" 2>/dev/null || echo 0)" \
+  'BEGIN { printf "%.1f", now - start + before }')
+echo "$elapsed" > "$out/wall_seconds"
+if [ -f "$out/results.jsonl" ]; then
+  "$PYTHON" -m experiments.table --results="$out/results.jsonl" --grid="$grid" \
+    --format=md,csv,json,latex --out="$out/table.md" --command="$command_line" \
+    --wall_seconds="$elapsed"
+fi
+exit "$status"

@@ -1,0 +1,93 @@
+"""Figures (matplotlib, Agg): training curves, misclassified digits, confusion matrix, tables."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def curves(history: list[dict], path: str, title: str = "") -> str:
+    """Plot training loss and validation/test accuracy of every replica against steps."""
+    steps = [h["step"] for h in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, ax, style in (("train_loss", loss_ax, "-"), ("val_accuracy", acc_ax, "--"),
+                           ("test_accuracy", acc_ax, "-")):
+        values = np.array([h[key] for h in history], dtype=float)  # (evaluations, replicas)
+        for r in range(values.shape[1]):
+            ax.plot(steps, values[:, r], style, color=f"C{r}", alpha=0.8,
+                    label=f"{key.replace('_', ' ')} seed {r}" if values.shape[1] < 6 else None)
+    loss_ax.set(xlabel="step", ylabel="training loss (mean over the interval)", yscale="log")
+    acc_ax.set(xlabel="step", ylabel="accuracy (dashed: validation, solid: test)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+    acc_ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def misclassified(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, path: str,
+                  count: int = 36) -> str:
+    """Show the first `count` misclassified test digits with their true and predicted labels."""
+    wrong = np.flatnonzero(predicted != labels)[:count]
+    side = max(1, int(np.ceil(np.sqrt(len(wrong)))))
+    fig, axes = plt.subplots(side, side, figsize=(1.4 * side, 1.6 * side), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i].reshape(28, 28), cmap="gray_r")
+        ax.set_title(f"{labels[i]} → {predicted[i]}", fontsize=9, color="C3")
+    fig.suptitle(f"{int((predicted != labels).sum())} of {len(labels)} test digits "
+                 "misclassified (true → predicted)", fontsize=10)
+    return _save(fig, path)
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, path: str, classes: int = 10) -> str:
+    """Plot the confusion matrix of counts, true classes down, predicted across."""
+    matrix = np.zeros((classes, classes), dtype=int)
+    np.add.at(matrix, (labels, predicted), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.imshow(np.log1p(matrix), cmap="Blues")
+    for (t, p), n in np.ndenumerate(matrix):
+        ax.text(p, t, str(n), ha="center", va="center", fontsize=7,
+                color="white" if t == p else "black")
+    ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes),
+           title=f"confusion matrix, accuracy {np.trace(matrix) / matrix.sum():.4f}")
+    return _save(fig, path)
+
+
+def run_figures(history: list[dict], images: np.ndarray, labels: np.ndarray,
+                predicted: np.ndarray, folder: str, name: str) -> list[str]:
+    """Write a run's curves, misclassified digits and confusion matrix as `folder/name_*.png`."""
+    return [curves(history, os.path.join(folder, f"{name}_curves.png"), name),
+            misclassified(images, labels, predicted,
+                          os.path.join(folder, f"{name}_misclassified.png")),
+            confusion(labels, predicted, os.path.join(folder, f"{name}_confusion.png"))]
+
+
+def table_chart(rows: list[dict], path: str, title: str = "") -> str:
+    """Bar chart per row: our mean with ± std error bars beside the published value."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4.5))
+    x = np.arange(len(rows))
+    ours = [r["mean"] if r["mean"] is not None else np.nan for r in rows]
+    ax.bar(x - 0.2, ours, 0.4, yerr=[r["std"] or 0 for r in rows], capsize=3,
+           label="mlp_jax mean ± std")
+    ax.bar(x + 0.2, [r["published"] if r["published"] is not None else np.nan for r in rows],
+           0.4, label="published")
+    finite = [v for r in rows for v in (r["mean"], r["published"]) if v is not None]
+    if finite:
+        ax.set_ylim(max(0.0, min(finite) - 0.01), min(1.0, max(finite) + 0.005))
+    ax.set_xticks(x, [r["row"] for r in rows], rotation=45, ha="right", fontsize=8)
+    ax.set(ylabel="test accuracy", title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

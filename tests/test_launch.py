@@ -1,0 +1,88 @@
+"""launch.sh end to end: a whole grid in seconds, resuming after a kill, listing, bad input."""
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mlp_jax import grids, results
+from tests.conftest import REPO
+
+ROWS = len(grids.get("seed_table"))
+
+
+def launch(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([os.path.join(REPO, "launch.sh"), *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=600, **kwargs)
+
+
+def count_records(path) -> int:
+    return len(results.read(path)) if os.path.exists(path) else 0
+
+
+def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist_dir):
+    out = tmp_path / "grid"
+    args = ["seed_table", "--seeds", "1", "--out", str(out), "--", "--steps=50"]
+    path = str(out / "results.jsonl")
+    first = subprocess.Popen([os.path.join(REPO, "launch.sh"), *args], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.time() + 300
+    while count_records(path) < 2 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGTERM)
+    first.wait(timeout=60)
+    killed_at = count_records(path)
+    assert 2 <= killed_at < ROWS
+
+    resumed = launch(*args[:5], "--jobs", "2", *args[5:])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{ROWS - killed_at} row(s) to run" in resumed.stdout
+    records = results.read(path)
+    names = collections.Counter(r["name"] for r in records)
+    assert names == {row.name: 1 for row in grids.get("seed_table")}
+    for ext in ("md", "csv", "json", "tex", "png"):
+        assert (out / f"table.{ext}").stat().st_size > 0
+    table = (out / "table.md").read_text()
+    assert table.startswith("Command: `./launch.sh seed_table") and "Total wall time" in table
+    assert sum(line.startswith("| t1_") for line in table.splitlines()) == ROWS
+
+    again = launch(*args)
+    assert again.returncode == 0 and "nothing to run" in again.stdout
+    assert count_records(path) == ROWS
+
+    # Other settings are other runs: they are not taken for complete.
+    pending = subprocess.run(
+        [sys.executable, "-m", "experiments.grid", "--grid=seed_table", f"--out={out}",
+         "--pending", "--", "--steps=60"], cwd=REPO, text=True, capture_output=True, check=True)
+    assert len(pending.stdout.splitlines()) == ROWS
+
+
+def test_list_prints_one_full_command_per_row(tmp_path):
+    listed = launch("seed_table", "--seeds", "5", "--out", str(tmp_path), "--list")
+    commands = listed.stdout.splitlines()
+    assert listed.returncode == 0 and len(commands) == ROWS
+    assert all("-m experiments.mlp --name=t1_" in c and "--num_seeds=5" in c and
+               f"--out={tmp_path}/results.jsonl" in c for c in commands)
+    one = launch("seed_table", "--out", str(tmp_path), "--list", "--row", "4")
+    assert one.stdout.count("\n") == 1 and "--hidden=625,441 --act=relu6" in one.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
+    (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
+    (["seed_table", "--", "--act=relu7"], "unknown activation 'relu7'"),
+    (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
+    (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
+    (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
+])
+def test_bad_input_stops_before_any_training(tmp_path, args, message):
+    proc = launch(*args, "--out", str(tmp_path)) if "--" not in args else launch(
+        *args[:args.index("--")], "--out", str(tmp_path), *args[args.index("--"):])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results.jsonl").exists()
