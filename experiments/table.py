@@ -7,7 +7,6 @@ writes the table and, next to it, a chart (`table.png`) of our mean ± std besid
 value of each row. Every number comes from the run records; diverged runs are counted, not averaged.
 """
 
-import datetime
 import os
 
 from absl import flags
@@ -27,19 +26,6 @@ flags.DEFINE_float("wall_seconds", None, "Total wall time of that command, for t
 FLAGS = flags.FLAGS
 
 
-def header(records: list[dict]) -> list[str]:
-    """Return the lines that say how, when and where the results were made."""
-    machines = sorted({f"{r['platform']} ({r['device']}, {r['cpus']} CPUs)" for r in records})
-    lines = [f"Command: `{FLAGS.command}`" if FLAGS.command else f"Results: `{FLAGS.results}`",
-             f"Date: {datetime.date.today().isoformat()}  ",
-             f"Machine: {', '.join(machines)}  "]
-    if FLAGS.wall_seconds is not None:
-        lines.append(f"Total wall time: {FLAGS.wall_seconds / 60:.1f} min "
-                     f"({FLAGS.wall_seconds:.0f} s)  ")
-    lines[0] += "  "
-    return lines
-
-
 def main(argv: list[str]) -> None:
     del argv
     unknown = [form for form in FLAGS.format if form not in tables.FORMATS]
@@ -49,7 +35,9 @@ def main(argv: list[str]) -> None:
     if not os.path.isfile(FLAGS.results):
         raise InputError(f"missing results file {FLAGS.results!r}")
     records = results.read(FLAGS.results)
-    lines, top = tables.build(records, FLAGS.grid), header(records)
+    lines = tables.build(records, FLAGS.grid)
+    top = tables.provenance(FLAGS.command or f"results of {FLAGS.results}", records,
+                            FLAGS.wall_seconds)
     if not FLAGS.out:
         for form in FLAGS.format:
             print(tables.FORMATS[form](lines, top), end="")

@@ -3,11 +3,12 @@
 import dataclasses
 
 from mlp_jax import activations, models
+from mlp_jax.augment import KINDS as AUGMENTATIONS, Strengths
 from mlp_jax.errors import InputError
 
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle")
 LOSSES = ("cross_entropy", "mse")
 
 
@@ -43,17 +44,31 @@ class Config:
     leaky_slope: float = 0.01
     dropout: float = 0.0
     dropout_at_eval: bool = False
+    input_dropout: float = 0.0
+    batch_norm: bool = False
     weight_init: str = "normal"
     bias_init: str = "normal"
     init_scale: float = 0.01
     init_constant: float = 0.1
     loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
     optimizer: str = "sgd"
     lr: float = 0.5
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "constant"
     warmup_fraction: float = 0.05
+    max_norm: float = 0.0
+    ema: float = 0.0
+    augment: str = ""
+    noise_std: float = Strengths.noise_std
+    salt_pepper: float = Strengths.salt_pepper
+    rotate: float = Strengths.rotate
+    scale: float = Strengths.scale
+    shear: float = Strengths.shear
+    translate: float = Strengths.translate
+    elastic_alpha: float = Strengths.elastic_alpha
+    elastic_sigma: float = Strengths.elastic_sigma
     batch_size: int = 100
     steps: int = 10_000
     epochs: int = 0
@@ -72,8 +87,13 @@ class Config:
         if not 0 <= self.dropout < 1:
             raise InputError(f"--dropout {self.dropout!r} is outside [0, 1); it is the "
                              "probability of dropping a unit (TF1 keep_prob 0.33 is 0.67)")
-        if not 0 <= self.warmup_fraction < 1:
-            raise InputError(f"--warmup_fraction {self.warmup_fraction!r} is outside [0, 1)")
+        for flag in ("warmup_fraction", "input_dropout", "label_smoothing", "ema", "salt_pepper"):
+            if not 0 <= getattr(self, flag) < 1:
+                raise InputError(f"--{flag} {getattr(self, flag)!r} is outside [0, 1)")
+        unknown = [k for k in self.augmentations() if k not in AUGMENTATIONS]
+        if unknown:
+            raise InputError(f"unknown --augment {unknown[0]!r}; accepted: a comma-separated "
+                             f"list of {', '.join(AUGMENTATIONS)}")
         if any(h <= 0 for h in self.hidden):
             raise InputError(f"hidden sizes must be positive, got {self.hidden!r}")
         for flag in ("lr", "batch_size", "eval_every", "num_seeds", "init_scale"):
@@ -82,9 +102,19 @@ class Config:
             raise InputError(f"--epochs must be positive (or 0 to use --steps), got {self.epochs}")
         if self.epochs == 0:
             _positive("steps", self.steps)
-        for flag in ("validation_size", "weight_decay", "momentum"):
+        for flag in ("validation_size", "weight_decay", "momentum", "max_norm", "noise_std",
+                     "rotate", "scale", "shear", "translate", "elastic_alpha", "elastic_sigma"):
             if getattr(self, flag) < 0:
                 raise InputError(f"--{flag} must be >= 0, got {getattr(self, flag)!r}")
+
+    def augmentations(self) -> tuple[str, ...]:
+        """Return the names in --augment."""
+        return tuple(k.strip() for k in self.augment.split(",") if k.strip())
+
+    def strengths(self) -> Strengths:
+        """Return the augmentation strengths."""
+        return Strengths(**{f.name: getattr(self, f.name)
+                                    for f in dataclasses.fields(Strengths)})
 
     def total_steps(self, num_train: int) -> int:
         """Return the number of training steps: --epochs over `num_train` images, else --steps."""

@@ -40,6 +40,8 @@ class MLP(nn.Module):
     hidden: tuple[int, ...]
     act: str = "relu"
     dropout: float = 0.0
+    input_dropout: float = 0.0
+    batch_norm: bool = False  # between each hidden Dense and its activation
     leaky_slope: float = 0.01
     kernel_init: Initializer = jax.nn.initializers.normal(0.01)
     bias_init: Initializer = jax.nn.initializers.normal(0.01)
@@ -48,8 +50,12 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Return the logits of a batch of flat images; `train` turns dropout on."""
+        if self.input_dropout > 0:
+            x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for width in self.hidden:
             x = nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
+            if self.batch_norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
             x = activations.make(self.act, self.leaky_slope)(x)
             if self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)

@@ -91,3 +91,34 @@ def table_chart(rows: list[dict], path: str, title: str = "") -> str:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def image_rows(rows: list[tuple[str, np.ndarray]], path: str, title: str = "") -> str:
+    """Show rows of flat 28x28 images, each row labelled on its left."""
+    columns = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)),
+                             squeeze=False)
+    for (label, images), line in zip(rows, axes):
+        for ax, image in zip(line, images):
+            ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        for ax in line:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        line[0].set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=7)
+    return _save(fig, path)
+
+
+def robustness(rows: list[dict], stds: tuple[float, ...], path: str) -> str:
+    """Plot each model's test accuracy against the std of the Gaussian noise added to the test set."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for row in rows:
+        means = [row[f"noise {s:g}"][0] for s in stds]
+        errors = [row[f"noise {s:g}"][1] for s in stds]
+        ax.errorbar(stds, means, yerr=errors, marker="o", capsize=3,
+                    label=f"{row['model']} ({row['augment']})")
+    ax.set(xlabel="std of Gaussian noise added to the test images", ylabel="test accuracy",
+           title="robustness to pixel noise")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

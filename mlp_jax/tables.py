@@ -1,14 +1,27 @@
 """Accuracy tables built only from run records: mean ± std per row, exported in four formats."""
 
 import csv
+import datetime
 import io
 import json
+import os
 
 from mlp_jax import grids, results
 
 TOLERANCE_PP = 0.5  # a row within this many percentage points of the published value agrees
 COLUMNS = ("row", "architecture", "activation", "dropout", "steps", "lr", "params", "published",
            "mean", "std", "n", "delta_pp", "train_s_per_run", "platform", "diverged")
+
+
+def provenance(command: str, records: list[dict], wall_seconds: float | None = None
+               ) -> list[str]:
+    """Return the markdown lines saying how, when and on what machine results were made."""
+    machines = sorted({f"{r['platform']} ({r['device']}, {r['cpus']} CPUs)" for r in records})
+    lines = [f"Command: `{command}`  ", f"Date: {datetime.date.today().isoformat()}  ",
+             f"Machine: {', '.join(machines)}  "]
+    if wall_seconds is not None:
+        lines.append(f"Total wall time: {wall_seconds / 60:.1f} min ({wall_seconds:.0f} s)  ")
+    return lines
 
 
 def _group(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -112,3 +125,24 @@ def to_latex(lines: list[dict], header: list[str]) -> str:
 
 FORMATS = {"md": to_markdown, "csv": to_csv, "json": to_json, "latex": to_latex}
 EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "latex": "tex"}
+
+
+def robustness_markdown(rows: list[dict]) -> str:
+    """Render accuracy per model (rows) and corruption (columns) as mean ± std over seeds."""
+    columns = [k for k in rows[0] if k not in ("model", "augment")]
+    out = ["| model | trained with | " + " | ".join(columns) + " |",
+           "|---|---|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [f"{row[c][0]:.4f}" + (f" ± {row[c][1]:.4f}" if row[c][2] > 1 else "")
+                 for c in columns]
+        out.append(f"| {row['model']} | {row['augment']} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def write_robustness(rows: list[dict], folder: str, header: list[str]) -> str:
+    """Write the robustness table, `header` lines above it, as `folder/table.md`."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "table.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join([*header, "", robustness_markdown(rows)]))
+    return path

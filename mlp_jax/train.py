@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax import models
+from mlp_jax import augment, models
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
 
@@ -19,7 +19,8 @@ from mlp_jax.data import Dataset
 def make_model(cfg: Config) -> models.MLP:
     """Return the MLP that `cfg` describes."""
     return models.MLP(
-        hidden=cfg.hidden, act=cfg.act, dropout=cfg.dropout, leaky_slope=cfg.leaky_slope,
+        hidden=cfg.hidden, act=cfg.act, dropout=cfg.dropout, input_dropout=cfg.input_dropout,
+        batch_norm=cfg.batch_norm, leaky_slope=cfg.leaky_slope,
         kernel_init=models.initializer(cfg.weight_init, cfg.init_scale, cfg.init_constant),
         bias_init=models.initializer(cfg.bias_init, cfg.init_scale, cfg.init_constant,
                                      accepted=models.BIAS_INITS))
@@ -32,6 +33,8 @@ def make_schedule(cfg: Config, total_steps: int) -> optax.ScalarOrSchedule:
     if cfg.schedule == "warmup_cosine":
         warmup = max(1, int(cfg.warmup_fraction * total_steps))
         return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, total_steps)
+    if cfg.schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(total_steps, cfg.lr, max(cfg.warmup_fraction, 1e-3))
     return cfg.lr
 
 
@@ -51,42 +54,63 @@ def make_optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformatio
     return optimizer
 
 
-def loss_value(logits: jax.Array, labels: jax.Array, kind: str) -> jax.Array:
+def loss_value(logits: jax.Array, labels: jax.Array, kind: str, smoothing: float = 0.0
+               ) -> jax.Array:
     """Return the batch-mean loss: softmax cross-entropy, or squared error of the softmax."""
+    if kind == "cross_entropy" and not smoothing:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
     if kind == "mse":
-        error = jax.nn.softmax(logits) - jax.nn.one_hot(labels, logits.shape[-1])
-        return 0.5 * jnp.mean(jnp.sum(error**2, axis=-1))
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return 0.5 * jnp.mean(jnp.sum((jax.nn.softmax(logits) - targets)**2, axis=-1))
+    return optax.softmax_cross_entropy(logits, targets).mean()
 
 
 @flax.struct.dataclass
 class Replica:
     """One independently seeded training run; a leading axis stacks several."""
 
-    params: dict
+    params: dict  # the model's variables: "params", and "batch_stats" with batch norm
     opt_state: optax.OptState
+    ema: dict | None  # moving average of params["params"], when --ema is on
     order: jax.Array  # this epoch's permutation of the training images
     order_key: jax.Array
     dropout_key: jax.Array
 
 
 def init_replica(seed: jax.Array, data: Dataset, *, model: models.MLP,
-                 tx: optax.GradientTransformation) -> Replica:
+                 tx: optax.GradientTransformation, ema: bool = False) -> Replica:
     """Return a fresh replica for the integer `seed`."""
     init_key, order_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
     num_train, num_inputs = data.train_x.shape
     params = model.init(init_key, jnp.zeros((1, num_inputs)))
-    return Replica(params=params, opt_state=tx.init(params),
+    return Replica(params=params, opt_state=tx.init(params["params"]),
+                   ema=params["params"] if ema else None,
                    order=jnp.zeros(num_train, jnp.int32),
                    order_key=order_key, dropout_key=dropout_key)
 
 
+def clip_max_norm(params: dict, limit: float) -> dict:
+    """Scale each unit's incoming weight vector (a kernel column) down to L2 norm `limit`."""
+    def clip(path, w):
+        if path[-1].key != "kernel":
+            return w
+        norms = jnp.linalg.norm(w, axis=0, keepdims=True)
+        return w * jnp.minimum(1.0, limit / jnp.maximum(norms, 1e-12))
+    return jax.tree_util.tree_map_with_path(clip, params)
+
+
+def update_ema(ema: dict, params: dict, decay: float, step: jax.Array) -> dict:
+    """Move the average towards `params`; early steps use a smaller decay, as TF's EMA does."""
+    rate = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda e, p: rate * e + (1 - rate) * p, ema, params)
+
+
 def replica_step(rep: Replica, step: jax.Array, data: Dataset, *, model: models.MLP,
-                 tx: optax.GradientTransformation, loss: str, batch_size: int
-                 ) -> tuple[Replica, jax.Array]:
+                 tx: optax.GradientTransformation, cfg: Config,
+                 augmenter: augment.Augment | None) -> tuple[Replica, jax.Array]:
     """Take one optimiser step on the next batch of this epoch's permutation; return the loss."""
     num_train = data.train_x.shape[0]
-    steps_per_epoch = num_train // batch_size
+    steps_per_epoch = num_train // cfg.batch_size
     position = step % steps_per_epoch
     # TF1 next_batch: a fresh permutation at the start of every epoch.
     order = jax.lax.cond(
@@ -94,18 +118,25 @@ def replica_step(rep: Replica, step: jax.Array, data: Dataset, *, model: models.
         lambda: jax.random.permutation(
             jax.random.fold_in(rep.order_key, step // steps_per_epoch), num_train),
         lambda: rep.order)
-    batch = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+    batch = jax.lax.dynamic_slice_in_dim(order, position * cfg.batch_size, cfg.batch_size)
     x, y = data.train_x[batch], data.train_y[batch]
+    step_key = jax.random.fold_in(rep.dropout_key, step)
+    if augmenter:
+        x = augmenter(jax.random.fold_in(step_key, 1), x)
 
-    def objective(params):
-        logits = model.apply(params, x, train=True,
-                             rngs={"dropout": jax.random.fold_in(rep.dropout_key, step)})
-        return loss_value(logits, y, loss)
+    def objective(trainable):
+        logits, state = model.apply({**rep.params, "params": trainable}, x, train=True,
+                                    rngs={"dropout": step_key}, mutable=["batch_stats"])
+        return loss_value(logits, y, cfg.loss, cfg.label_smoothing), state
 
-    value, grads = jax.value_and_grad(objective)(rep.params)
-    updates, opt_state = tx.update(grads, rep.opt_state, rep.params)
-    params = optax.apply_updates(rep.params, updates)
-    return rep.replace(params=params, opt_state=opt_state, order=order), value
+    (value, state), grads = jax.value_and_grad(objective, has_aux=True)(rep.params["params"])
+    updates, opt_state = tx.update(grads, rep.opt_state, rep.params["params"])
+    trainable = optax.apply_updates(rep.params["params"], updates)
+    if cfg.max_norm:
+        trainable = clip_max_norm(trainable, cfg.max_norm)
+    ema = update_ema(rep.ema, trainable, cfg.ema, step) if cfg.ema else rep.ema
+    return rep.replace(params={**rep.params, **state, "params": trainable},
+                       opt_state=opt_state, ema=ema, order=order), value
 
 
 def per_replica(fn: Callable) -> Callable:
@@ -143,12 +174,22 @@ def eval_dropout_key(rep: Replica, dropout_at_eval: bool) -> jax.Array | None:
     return jax.random.fold_in(rep.dropout_key, EVAL_STREAM) if dropout_at_eval else None
 
 
-def evaluate(model: models.MLP, rep: Replica, data: Dataset, dropout_at_eval: bool = False
-             ) -> tuple[jax.Array, jax.Array]:
-    """Return validation and test accuracy of one replica, on the whole splits."""
-    key = eval_dropout_key(rep, dropout_at_eval)
-    return (jnp.mean(predict(model, rep.params, data.val_x, key) == data.val_y),
-            jnp.mean(predict(model, rep.params, data.test_x, key) == data.test_y))
+def eval_params(rep: Replica) -> dict:
+    """Return the variables evaluation uses: the moving average of the weights when kept."""
+    return rep.params if rep.ema is None else {**rep.params, "params": rep.ema}
+
+
+def count_correct(model: models.MLP, rep: Replica, data: Dataset, dropout_at_eval: bool = False
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Return how many validation and test images one replica classifies right (whole splits)."""
+    key, params = eval_dropout_key(rep, dropout_at_eval), eval_params(rep)
+    return (jnp.sum(predict(model, params, data.val_x, key) == data.val_y),
+            jnp.sum(predict(model, params, data.test_x, key) == data.test_y))
+
+
+def fraction(correct: np.ndarray, total: int) -> np.ndarray:
+    """Return exact accuracies from counts (NaN for an empty split)."""
+    return correct / total if total else np.full(correct.shape, np.nan)
 
 
 @dataclasses.dataclass
@@ -187,20 +228,25 @@ def _first_nonfinite(losses: np.ndarray, start: int, diverged: list[int | None])
             diverged[r] = start + int(bad[0])
 
 
-def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], None] | None = None) -> FitResult:
-    """Train `cfg.num_seeds` replicas of the configured MLP on `data`, evaluating as it goes."""
+def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], bool | None] | None = None
+        ) -> FitResult:
+    """Train `cfg.num_seeds` replicas of the configured MLP on `data`, evaluating as it goes.
+
+    `on_eval` sees each evaluation (with the seconds spent so far); returning True stops training.
+    """
     model = make_model(cfg)
     total = cfg.total_steps(data.train_x.shape[0])
     tx = make_optimizer(cfg, total)
     seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
-    init = jax.vmap(functools.partial(init_replica, model=model, tx=tx), in_axes=(0, None))
+    init = jax.vmap(functools.partial(init_replica, model=model, tx=tx, ema=cfg.ema > 0),
+                    in_axes=(0, None))
     replicas = jax.jit(init)(jnp.array(seeds), data)
+    augmenter = augment.make(cfg.augmentations(), cfg.strengths())
     chunk = jax.jit(per_replica(functools.partial(
-        train_chunk, model=model, tx=tx, loss=cfg.loss, batch_size=cfg.batch_size)),
-        donate_argnums=0)
+        train_chunk, model=model, tx=tx, cfg=cfg, augmenter=augmenter)), donate_argnums=0)
     tic = time.perf_counter()
     evaluator = jax.jit(per_replica(functools.partial(
-        evaluate, model, dropout_at_eval=cfg.dropout_at_eval))).lower(replicas, data).compile()
+        count_correct, model, dropout_at_eval=cfg.dropout_at_eval))).lower(replicas, data).compile()
     compiled, compile_seconds = {}, time.perf_counter() - tic
     train_seconds = eval_seconds = 0.0
     diverged: list[int | None] = [None] * len(seeds)
@@ -221,21 +267,24 @@ def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], None] | None = Non
         start += len(steps)
 
         tic = time.perf_counter()
-        val, test = (np.asarray(a) for a in evaluator(replicas, data))
+        val, test = evaluator(replicas, data)
+        val, test = fraction(np.asarray(val), len(data.val_y)), fraction(np.asarray(test),
+                                                                         len(data.test_y))
         eval_seconds += time.perf_counter() - tic
         entry = {"step": start, "train_loss": losses.mean(axis=1).tolist(),
                  "val_accuracy": val.tolist(), "test_accuracy": test.tolist()}
         history.append(entry)
-        if on_eval:
-            on_eval({**entry, "steps_per_sec": len(steps) / chunk_seconds,
-                     "diverged_at_step": list(diverged)})
+        if on_eval and on_eval({**entry, "steps_per_sec": len(steps) / chunk_seconds,
+                                "diverged_at_step": list(diverged),
+                                "train_seconds": train_seconds, "eval_seconds": eval_seconds}):
+            break
 
     last = history[-1]
     return FitResult(
         replicas=replicas, seeds=seeds, steps=start,
         train_loss=np.array(last["train_loss"]), val_accuracy=np.array(last["val_accuracy"]),
         test_accuracy=np.array(last["test_accuracy"]), diverged_at_step=diverged,
-        history=history, n_params=models.count_params(replicas.params) // len(seeds),
+        history=history, n_params=models.count_params(replicas.params["params"]) // len(seeds),
         compile_seconds=compile_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds)
 
 
@@ -245,4 +294,4 @@ def predict_test_split(cfg: Config, result: FitResult, data: Dataset, replica: i
     rep = jax.tree.map(lambda x: x[replica], result.replicas)
     key = eval_dropout_key(rep, cfg.dropout_at_eval)
     return np.asarray(jax.jit(functools.partial(predict, make_model(cfg)))(
-        rep.params, data.test_x, key))
+        eval_params(rep), data.test_x, key))

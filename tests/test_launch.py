@@ -15,9 +15,12 @@ from tests.conftest import REPO
 ROWS = len(grids.get("seed_table"))
 
 
-def launch(*args: str, **kwargs) -> subprocess.CompletedProcess:
+ENV = {**os.environ, "PYTHON": sys.executable}  # the interpreter running the tests
+
+
+def launch(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([os.path.join(REPO, "launch.sh"), *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=600, **kwargs)
+                          capture_output=True, timeout=600, env=ENV)
 
 
 def count_records(path) -> int:
@@ -30,7 +33,7 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
     path = str(out / "results.jsonl")
     first = subprocess.Popen([os.path.join(REPO, "launch.sh"), *args], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+                             start_new_session=True, env=ENV)
     deadline = time.time() + 300
     while count_records(path) < 2 and time.time() < deadline and first.poll() is None:
         time.sleep(0.2)

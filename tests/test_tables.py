@@ -66,9 +66,9 @@ def test_dropout_at_eval_is_random_but_repeatable(tiny):
     model, tx = train.make_model(cfg), train.make_optimizer(cfg, 10)
     rep = train.init_replica(jnp.array(0), tiny, model=model, tx=tx)
     big = tiny.replace(test_x=jnp.tile(tiny.test_x, (50, 1)), test_y=jnp.tile(tiny.test_y, 50))
-    clean = train.evaluate(model, rep, big, dropout_at_eval=False)
-    noisy = train.evaluate(model, rep, big, dropout_at_eval=True)
-    assert train.evaluate(model, rep, big, dropout_at_eval=True) == noisy
+    clean = train.count_correct(model, rep, big, dropout_at_eval=False)
+    noisy = train.count_correct(model, rep, big, dropout_at_eval=True)
+    assert train.count_correct(model, rep, big, dropout_at_eval=True) == noisy
     assert noisy[1] != clean[1]
 
 

@@ -48,7 +48,7 @@ def test_each_epoch_is_a_fresh_permutation_without_replacement(tiny):
     model, tx = train.make_model(cfg), train.make_optimizer(cfg, 100)
     rep = train.init_replica(jnp.array(0), tiny, model=model, tx=tx)
     step = jax.jit(functools.partial(train.replica_step, data=tiny, model=model, tx=tx,
-                                     loss=cfg.loss, batch_size=cfg.batch_size))
+                                     cfg=cfg, augmenter=None))
     orders = []
     for s in range(8):  # 40 training images, batch 10: two epochs of four steps
         rep, _ = step(rep, jnp.array(s))

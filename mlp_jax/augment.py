@@ -1,0 +1,110 @@
+"""On-device augmentation: pure functions of a PRNG key and a batch of flat 28x28 images in [0, 1].
+
+Geometric distortions (random affine, elastic as in Simard et al. 2003) move where each output
+pixel samples the input; noise (Gaussian, salt-and-pepper) then perturbs pixel values.
+"""
+
+from collections.abc import Callable
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+SIDE = 28
+KINDS = ("noise", "salt_pepper", "affine", "elastic")
+Augment = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Strengths:
+    """How strong each augmentation is."""
+
+    noise_std: float = 0.2  # Gaussian pixel noise
+    salt_pepper: float = 0.05  # fraction of pixels set to 0 or 1
+    rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
+    scale: float = 0.1  # zoom uniform in [1 - scale, 1 + scale]
+    shear: float = 10.0  # degrees
+    translate: float = 2.0  # pixels along each axis
+    elastic_alpha: float = 34.0  # displacement scale, pixels
+    elastic_sigma: float = 4.0  # width of the Gaussian smoothing the displacement field
+
+
+def gaussian_noise(key: jax.Array, x: jax.Array, std: float) -> jax.Array:
+    """Add N(0, std^2) to every pixel and clip to [0, 1]."""
+    return jnp.clip(x + std * jax.random.normal(key, x.shape), 0.0, 1.0)
+
+
+def salt_and_pepper(key: jax.Array, x: jax.Array, amount: float) -> jax.Array:
+    """Set a fraction `amount` of pixels to 0 or 1, half each."""
+    u = jax.random.uniform(key, x.shape)
+    return jnp.where(u < amount / 2, 0.0, jnp.where(u > 1 - amount / 2, 1.0, x))
+
+
+def _pixel_grid() -> jax.Array:
+    """Return (2, SIDE, SIDE) row and column coordinates relative to the image centre."""
+    centre = (SIDE - 1) / 2
+    rows, cols = jnp.meshgrid(jnp.arange(SIDE) - centre, jnp.arange(SIDE) - centre,
+                              indexing="ij")
+    return jnp.stack([rows, cols])
+
+
+def affine_offsets(key: jax.Array, batch: int, s: Strengths) -> jax.Array:
+    """Return (batch, 2, SIDE, SIDE) sampling offsets of random rotation/scale/shear/shift."""
+    k_rot, k_scale, k_shear, k_shift = jax.random.split(key, 4)
+    rot = jnp.deg2rad(s.rotate) * jax.random.uniform(k_rot, (batch,), minval=-1, maxval=1)
+    shear = jnp.deg2rad(s.shear) * jax.random.uniform(k_shear, (batch,), minval=-1, maxval=1)
+    zoom = 1 + s.scale * jax.random.uniform(k_scale, (batch,), minval=-1, maxval=1)
+    shift = s.translate * jax.random.uniform(k_shift, (batch, 2, 1, 1), minval=-1, maxval=1)
+    cos, sin, tan = jnp.cos(rot), jnp.sin(rot), jnp.tan(shear)
+    # Inverse map: where each output pixel reads from = (rotation @ shear / zoom) @ p + shift.
+    matrix = jnp.stack([jnp.stack([cos, cos * tan - sin]), jnp.stack([sin, sin * tan + cos])])
+    matrix = jnp.moveaxis(matrix, -1, 0) / zoom[:, None, None]  # (batch, 2, 2)
+    grid = _pixel_grid()
+    return jnp.einsum("bij,jhw->bihw", matrix, grid) - grid[None] + shift
+
+
+def gaussian_matrix(sigma: float) -> jax.Array:
+    """Return the SIDE x SIDE matrix that smooths a line with a Gaussian (zero beyond edges)."""
+    d = jnp.arange(SIDE)[:, None] - jnp.arange(SIDE)[None, :]
+    return jnp.exp(-(d**2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
+
+
+def elastic_offsets(key: jax.Array, batch: int, s: Strengths) -> jax.Array:
+    """Return (batch, 2, SIDE, SIDE) offsets: uniform noise smoothed by a Gaussian, times alpha."""
+    field = jax.random.uniform(key, (batch, 2, SIDE, SIDE), minval=-1, maxval=1)
+    g = gaussian_matrix(s.elastic_sigma)
+    return s.elastic_alpha * jnp.einsum("ij,bcjk,lk->bcil", g, field, g)
+
+
+def resample(x: jax.Array, offsets: jax.Array) -> jax.Array:
+    """Bilinearly sample each image at its pixel positions plus `offsets` (zero outside)."""
+    images = x.reshape(-1, SIDE, SIDE)
+    coords = _pixel_grid()[None] + offsets + (SIDE - 1) / 2
+
+    def one(image, where):
+        return jax.scipy.ndimage.map_coordinates(image, [where[0], where[1]], order=1,
+                                                 mode="constant", cval=0.0)
+    return jax.vmap(one)(images, coords).reshape(x.shape)
+
+
+def make(kinds: tuple[str, ...], s: Strengths) -> Augment | None:
+    """Return the augmentation applying `kinds` (geometric ones first), or None for none."""
+    if not kinds:
+        return None
+
+    def augment(key: jax.Array, x: jax.Array) -> jax.Array:
+        k_affine, k_elastic, k_noise, k_salt = jax.random.split(key, 4)
+        offsets = jnp.zeros((x.shape[0], 2, SIDE, SIDE))
+        if "affine" in kinds:
+            offsets += affine_offsets(k_affine, x.shape[0], s)
+        if "elastic" in kinds:
+            offsets += elastic_offsets(k_elastic, x.shape[0], s)
+        if "affine" in kinds or "elastic" in kinds:
+            x = resample(x, offsets)
+        if "noise" in kinds:
+            x = gaussian_noise(k_noise, x, s.noise_std)
+        if "salt_pepper" in kinds:
+            x = salt_and_pepper(k_salt, x, s.salt_pepper)
+        return x
+    return augment
