@@ -61,6 +61,21 @@ def test_course_extras_are_valid_runs():
         assert cfg["validation_size"] == 0 and cfg["epochs"] > 0 and row.published
 
 
+@pytest.mark.parametrize("name", list(grids.GRIDS))
+def test_every_row_of_every_grid_is_a_valid_run(name):
+    rows = grids.get(name)
+    assert len({row.name for row in rows}) == len(rows)
+    for row in rows:
+        grid_cli.row_config(row, [])
+
+
+def test_best_recipes_keep_a_validation_split_and_augment():
+    for name in ("best_cpu", "best_gpu"):
+        (row,) = grids.get(name)
+        cfg = grid_cli.row_config(row, [])
+        assert cfg["validation_size"] == 5000 and "elastic" in cfg["augment"]
+
+
 def test_dropout_at_eval_is_random_but_repeatable(tiny):
     cfg = Config(hidden=(64,), dropout=0.67, init_scale=0.1)
     model, tx = train.make_model(cfg), train.make_optimizer(cfg, 10)
