@@ -27,6 +27,7 @@ HELP = {
     "dropout_at_eval": "Keep dropout on when measuring accuracy, as the TF1 scripts did.",
     "input_dropout": "Probability of dropping an input pixel in training.",
     "batch_norm": "Batch normalisation between each hidden layer and its activation.",
+    "grad": "autodiff (jax.grad), or manual: the hand-written chain rule of mlp_jax/backprop.py.",
     "label_smoothing": "Mix this much of the uniform distribution into the one-hot targets.",
     "max_norm": "Clip each unit's incoming weight vector to this L2 norm after every step (0: off).",
     "ema": "Evaluate an exponential moving average of the weights with this decay (0: off).",

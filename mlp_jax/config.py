@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from mlp_jax import activations, models
+from mlp_jax import activations, backprop, models
 from mlp_jax.augment import KINDS as AUGMENTATIONS, Strengths
 from mlp_jax.errors import InputError
 
@@ -10,6 +10,7 @@ DATASETS = ("mnist", "fashion_mnist", "kmnist")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle")
 LOSSES = ("cross_entropy", "mse")
+GRADS = ("autodiff", "manual")
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -52,6 +53,7 @@ class Config:
     init_constant: float = 0.1
     loss: str = "cross_entropy"
     label_smoothing: float = 0.0
+    grad: str = "autodiff"
     optimizer: str = "sgd"
     lr: float = 0.5
     momentum: float = 0.9
@@ -84,6 +86,12 @@ class Config:
         _choice("loss", self.loss, LOSSES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("grad", self.grad, GRADS)
+        if self.grad == "manual":
+            backprop.check(self.act)
+            if self.dropout or self.input_dropout or self.batch_norm:
+                raise InputError("--grad=manual covers plain MLPs: drop --dropout, "
+                                 "--input_dropout and --batch_norm")
         if not 0 <= self.dropout < 1:
             raise InputError(f"--dropout {self.dropout!r} is outside [0, 1); it is the "
                              "probability of dropping a unit (TF1 keep_prob 0.33 is 0.67)")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax import augment, models
+from mlp_jax import augment, backprop, models
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
 
@@ -129,7 +129,12 @@ def replica_step(rep: Replica, step: jax.Array, data: Dataset, *, model: models.
                                     rngs={"dropout": step_key}, mutable=["batch_stats"])
         return loss_value(logits, y, cfg.loss, cfg.label_smoothing), state
 
-    (value, state), grads = jax.value_and_grad(objective, has_aux=True)(rep.params["params"])
+    if cfg.grad == "manual":
+        value, state = objective(rep.params["params"])
+        grads = backprop.gradients(rep.params, x, y, cfg.act, cfg.loss, cfg.leaky_slope,
+                                   cfg.label_smoothing)["params"]
+    else:
+        (value, state), grads = jax.value_and_grad(objective, has_aux=True)(rep.params["params"])
     updates, opt_state = tx.update(grads, rep.opt_state, rep.params["params"])
     trainable = optax.apply_updates(rep.params["params"], updates)
     if cfg.max_norm:
