@@ -102,3 +102,12 @@ def gradients(params: dict, x: jax.Array, labels: jax.Array, act: str = "relu",
     grads = {f"Dense_{l}": {"kernel": acts[l].T @ delta / n, "bias": jnp.mean(delta, axis=0)}
              for l, delta in enumerate(deltas(params, zs, acts, targets, act, loss, slope))}
     return {"params": grads}
+
+
+def neuron_step(w: jax.Array, b: jax.Array, x: jax.Array, y: jax.Array, lr: float) -> dict:
+    """One gradient step of a sigmoid neuron on L = 1/(2N) sum (y' - y)^2, every term kept."""
+    out = jax.nn.sigmoid(x @ w + b)
+    delta = (out - y) * out * (1 - out)  # dL/dz per example, times N
+    grad_w, grad_b = x.T @ delta / len(y), jnp.mean(delta)
+    return {"output": out, "loss": 0.5 * jnp.mean((out - y) ** 2), "grad_w": grad_w,
+            "grad_b": grad_b, "w": w - lr * grad_w, "b": b - lr * grad_b}

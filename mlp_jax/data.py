@@ -141,3 +141,30 @@ def load(dataset: str = "mnist", data_dir: str | None = None,
     """Load `dataset` from the IDX folder `data_dir`, or through TFDS when it is None."""
     arrays = read_idx_folder(data_dir) if data_dir else read_tfds(dataset)
     return to_device(arrays, validation_size, dataset)
+
+
+IRIS_CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
+
+
+def load_iris(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return Iris's 150 rows of 4 features and class indices, from `data_dir`/iris.data or TFDS."""
+    if not data_dir:
+        import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+        if not tfds.builder("iris").is_prepared() and not _reachable():
+            raise InputError("TFDS has no prepared 'iris' and cannot download it; point "
+                             "--data_dir at a folder holding iris.data")
+        features, labels = tfds.as_numpy(tfds.load("iris", split="train", batch_size=-1,
+                                                   as_supervised=True))
+        order = np.argsort(labels, kind="stable")  # the UCI file's order: 50 of each class
+        return features[order].astype(np.float32), labels[order].astype(np.int32)
+    path = os.path.join(data_dir, "iris.data")
+    if not os.path.isfile(path):
+        raise InputError(f"missing data file {path}; --data_dir must hold iris.data (UCI format)")
+    rows = [line.strip().split(",") for line in open(path, encoding="utf-8") if line.strip()]
+    try:
+        features = np.array([[float(v) for v in row[:4]] for row in rows], np.float32)
+        labels = np.array([IRIS_CLASSES.index(row[4]) for row in rows], np.int32)
+    except (ValueError, IndexError):
+        raise InputError(f"corrupt data file {path}: expected 4 numbers and one of "
+                         f"{', '.join(IRIS_CLASSES)} per line") from None
+    return features, labels
