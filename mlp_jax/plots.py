@@ -122,3 +122,68 @@ def robustness(rows: list[dict], stds: tuple[float, ...], path: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def activation_gallery(curves: list[dict], path: str) -> str:
+    """One panel per activation: f(z), its hand-written derivative, autodiff's dashed over it."""
+    columns = 5
+    rows = -(-len(curves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for ax in axes.flat[len(curves):]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, curves):
+        ax.plot(c["z"], c["f"], label="f(z)")
+        ax.plot(c["z"], c["manual"], label="f'(z) by hand")
+        ax.plot(c["z"], c["autodiff"], "k--", lw=1, label="f'(z) by jax.grad")
+        ax.set_title(c["name"], fontsize=10)
+        ax.set_ylim(-1.5, 3)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def decision_boundaries(panels: list[dict], grid: np.ndarray, path: str) -> str:
+    """Draw each model's predicted class over the plane, with the data points on top."""
+    side = int(np.sqrt(len(grid)))
+    columns = 2
+    fig, axes = plt.subplots(-(-len(panels) // columns), columns, figsize=(8, 3.6 * len(panels)
+                                                                         / columns), squeeze=False)
+    extent = (grid[:, 0].min(), grid[:, 0].max(), grid[:, 1].min(), grid[:, 1].max())
+    for ax, panel in zip(axes.flat, panels):
+        ax.imshow(panel["surface"].reshape(side, side), origin="lower", extent=extent,
+                  cmap="coolwarm", alpha=0.35, vmin=0, vmax=1)
+        ax.scatter(panel["x"][:, 0], panel["x"][:, 1], c=panel["y"], cmap="coolwarm", s=6)
+        ax.set_title(panel["title"], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, path)
+
+
+def approximation(x: np.ndarray, truth: np.ndarray, fits: dict[int, tuple[np.ndarray, float]],
+                  path: str) -> str:
+    """Left: the target and each width's fit. Right: maximum error against width (log-log)."""
+    fig, (curve_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    curve_ax.plot(x, truth, "k", lw=2, label="target")
+    for width, (fitted, _) in fits.items():
+        curve_ax.plot(x, fitted, lw=1, label=f"K = {width}")
+    curve_ax.legend(fontsize=7)
+    curve_ax.set(xlabel="x", ylabel="f(x)")
+    widths = list(fits)
+    error_ax.loglog(widths, [fits[w][1] for w in widths], "o-")
+    error_ax.set(xlabel="hidden units K", ylabel="max abs error", title="error against width")
+    for ax in (curve_ax, error_ax):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def gradient_norms(norms: dict[tuple[str, int], list[float]], path: str) -> str:
+    """Plot each layer's weight-gradient norm (log scale) for every (net, step)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (act, steps), values in norms.items():
+        ax.semilogy(range(1, len(values) + 1), values, "o-" if act == "relu" else "s--",
+                    label=f"{act}, step {steps}")
+    ax.set(xlabel="layer (1 = next to the input)", ylabel="||dL/dW||",
+           title="vanishing gradients")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

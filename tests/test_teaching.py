@@ -1,0 +1,96 @@
+"""The teaching experiments: each runs briefly and shows what its docstring says it shows."""
+
+import os
+import re
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mlp_jax import backprop, data, teaching
+from tests.conftest import REPO
+
+IRIS = os.path.join(REPO, "..", "shared", "datasets", "iris")
+
+
+def run(module: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def table_rows(path) -> dict[str, list[str]]:
+    rows = [line.split("|")[1:-1] for line in open(path, encoding="utf-8")
+            if line.startswith("| ") and not line.startswith("|---")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+
+
+@pytest.mark.skipif(not os.path.isdir(IRIS), reason="needs ../shared/datasets/iris")
+def test_iris_worked_example_matches_the_hand_computation(tmp_path):
+    features, labels = data.load_iris(IRIS)
+    assert features.shape == (150, 4) and np.bincount(labels).tolist() == [50, 50, 50]
+    step = backprop.neuron_step(jnp.full(4, 0.1), jnp.array(0.1), jnp.asarray(features[:3]),
+                                jnp.array([0.0, 1.0, 0.0]), 0.5)
+    # By hand: z = 0.1 * (row sum) + 0.1 = 1.12, 1.05, 1.04; y' = sigmoid(z).
+    np.testing.assert_allclose(step["output"], [0.75399, 0.74077, 0.73885], atol=2e-5)
+    assert float(step["loss"]) == pytest.approx(0.19693, abs=2e-5)
+    assert float(step["grad_w"][0]) == pytest.approx(0.37980, abs=2e-5)
+    assert float(step["w"][0]) == pytest.approx(0.1 - 0.5 * 0.37980, abs=2e-5)
+    out = run("experiments.iris_neuron", f"--data_dir={IRIS}", f"--out={tmp_path}/iris.md")
+    assert out.count("test accuracy 1.00") == 2
+
+
+def test_zero_and_constant_initialisation_keep_units_identical(tmp_path):
+    run("experiments.init_symmetry", "--steps=200", f"--out={tmp_path}/s.md")
+    rows = table_rows(tmp_path / "s.md")
+    assert rows["zeros"][0] == rows["constant 0.1"][0] == "1"
+    assert rows["normal 0.01"][0] == rows["lecun_normal"][0] == "64"
+    assert float(rows["lecun_normal"][1]) > float(rows["zeros"][1]) + 0.3
+
+
+def test_a_hidden_layer_solves_xor_and_circles(tmp_path):
+    run("experiments.toy2d", "--steps=500", f"--out={tmp_path}/toy")
+    rows = table_rows(tmp_path / "toy.md")
+    assert float(rows["linearly separable"][0]) >= 0.95
+    for name in ("xor", "circles"):
+        single, hidden = map(float, rows[name])
+        assert single < 0.75 and hidden > 0.9
+    assert os.path.getsize(tmp_path / "toy.png") > 0
+
+
+def test_wider_layers_approximate_better(tmp_path):
+    run("experiments.approx", "--widths=2,64", "--steps=1500", f"--out={tmp_path}/a")
+    rows = table_rows(tmp_path / "a.md")
+    assert float(rows["64"][0]) < 0.25 * float(rows["2"][0])
+
+
+def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
+    run("experiments.vanishing", "--checkpoints=50", f"--out={tmp_path}/v")
+    ratios = {(cells[0].strip(), cells[1].strip()): float(cells[-1])
+              for cells in (line.split("|")[1:-1] for line in open(tmp_path / "v.md")
+                            if re.match(r"\| (sigmoid|relu) ", line))}
+    assert ratios[("sigmoid", "0")] < 1e-3 and ratios[("relu", "0")] > 0.1
+
+
+def test_backprop_experiment_agrees_with_autodiff(tmp_path):
+    out = run("experiments.backprop", f"--out={tmp_path}/b.md")
+    differences = [float(m) for m in re.findall(r"\| (\S+e[-+]\d+) \| \S+e[-+]\d+ \|", out)]
+    assert len(differences) == 6 and max(differences) < 1e-7
+    assert "- z1 = a0 W1 + b1 = [[0.3775, 0.3925]]" in out
+
+
+def test_activation_gallery(tmp_path):
+    out = run("experiments.activation_gallery", f"--out={tmp_path}/g.png")
+    worst = float(re.search(r"derivative over z in \[-7, 7\]: (\S+)", out).group(1))
+    assert worst < 1e-5 and os.path.getsize(tmp_path / "g.png") > 0
+
+
+def test_distinct_units_and_toy_data():
+    assert teaching.distinct_units(jnp.ones((4, 5))) == 1
+    assert teaching.distinct_units(jnp.eye(5)) == 5
+    sets = teaching.toy_datasets(100)
+    assert set(sets) == {"linearly separable", "xor", "circles"}
+    assert all(x.shape == (100, 2) and set(np.unique(y)) == {0, 1} for x, y in sets.values())
