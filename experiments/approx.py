@@ -8,14 +8,13 @@ full-batch Adam; error measured on 2,000 points.
     python -m experiments.approx   # about 30 s; results/teaching/approx.{md,png}
 """
 
-import os
 
 from absl import flags
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import plots, teaching
+from mlp_jax import plots, results, teaching
 
 flags.DEFINE_list("widths", ["1", "2", "4", "8", "16", "32", "64", "128"], "Hidden widths K.")
 flags.DEFINE_integer("steps", 4000, "Adam steps per width.")
@@ -40,9 +39,7 @@ def main(argv: list[str]) -> None:
         fits[width] = (np.asarray(fitted[:, 0]), error)
         rows.append(f"| {width} | {error:.4f} |")
         print(rows[-1], flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out + ".md", "w", encoding="utf-8") as f:
-        f.write("\n".join([
+    results.write_text(FLAGS.out + ".md", "\n".join([
             "# One hidden ReLU layer approximating f(x) = sin(2 pi x) + |x - 0.5| on [0, 1]", "",
             f"Command: `python -m experiments.approx --steps={FLAGS.steps}`", "",
             "| hidden units K | max abs error on 2,000 points |", "|---|---|", *rows]) + "\n")

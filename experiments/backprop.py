@@ -15,7 +15,6 @@ gradients autodiff does:
 writes the printout to results/teaching/backprop.md.
 """
 
-import os
 
 from absl import flags
 import jax
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import backprop, data, models, train
+from mlp_jax import backprop, data, models, results, train
 from mlp_jax.config import Config
 
 flags.DEFINE_string("data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS.")
@@ -100,9 +99,7 @@ def main(argv: list[str]) -> None:
              *mnist_check(cli.data_dir(FLAGS.data_dir)), "", *tiny_trace()]
     text = "\n".join(lines) + "\n"
     print(text, end="")
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    results.write_text(FLAGS.out, text)
 
 
 if __name__ == "__main__":

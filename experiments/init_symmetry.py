@@ -11,12 +11,11 @@ writes results/teaching/init_symmetry.md.
 """
 
 import dataclasses
-import os
 
 from absl import flags
 
 from experiments import cli
-from mlp_jax import data, teaching, train
+from mlp_jax import data, results, teaching, train
 from mlp_jax.config import Config
 
 flags.DEFINE_string("data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS.")
@@ -43,9 +42,7 @@ def main(argv: list[str]) -> None:
         units = teaching.distinct_units(fit.params["params"]["Dense_0"]["kernel"][0])
         lines.append(f"| {label} | {units} | {fit.test_accuracy[0]:.4f} |")
         print(lines[-1], flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    results.write_text(FLAGS.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ error L = 1/(2N) sum (y' - y)^2, every weight and the bias starting at 0.1:
 writes the printout to results/teaching/iris_neuron.md.
 """
 
-import os
 
 from absl import flags
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import backprop, data
+from mlp_jax import backprop, data, results
 
 flags.DEFINE_string("data_dir", None, "Folder holding iris.data; default: TFDS iris.")
 flags.DEFINE_string("out", "results/teaching/iris_neuron.md", "Where to write the printout.")
@@ -70,9 +69,7 @@ def main(argv: list[str]) -> None:
                   f"- test accuracy {accuracy:.2f}", ""]
     text = "\n".join(lines)
     print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    results.write_text(FLAGS.out, text)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ one hidden layer of 16 tanh units bends the boundary around both.
     python -m experiments.toy2d   # about 20 s; results/teaching/toy2d.{md,png}
 """
 
-import os
 
 from absl import flags
 import jax
 import numpy as np
 
 from experiments import cli
-from mlp_jax import plots, teaching, train
+from mlp_jax import plots, results, teaching, train
 from mlp_jax.config import Config
 
 flags.DEFINE_integer("steps", 2000, "Adam steps per model.")
@@ -41,9 +40,7 @@ def main(argv: list[str]) -> None:
                            "x": x, "y": y, "surface": surface})
         rows.append(f"| {name} | {accuracies[0]:.3f} | {accuracies[1]:.3f} |")
         print(rows[-1], flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out + ".md", "w", encoding="utf-8") as f:
-        f.write("\n".join([
+    results.write_text(FLAGS.out + ".md", "\n".join([
             "# Single layer against one hidden layer, 2-D data", "",
             f"Command: `python -m experiments.toy2d --steps={FLAGS.steps}`", "",
             "| data set | single layer | one hidden layer (16 tanh) |", "|---|---|---|",

@@ -12,13 +12,12 @@ writes results/teaching/vanishing.{md,png}.
 """
 
 import dataclasses
-import os
 
 from absl import flags
 import jax
 
 from experiments import cli
-from mlp_jax import data, plots, teaching, train
+from mlp_jax import data, plots, results, teaching, train
 from mlp_jax.config import Config
 
 flags.DEFINE_string("data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS.")
@@ -51,11 +50,10 @@ def main(argv: list[str]) -> None:
     for (act, steps), values in norms.items():
         table.append(f"| {act} | {steps} | " + " | ".join(f"{v:.2e}" for v in values)
                      + f" | {values[0] / values[-1]:.1e} |")
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out + ".md", "w", encoding="utf-8") as f:
-        f.write("\n".join(["# Gradient norm of each layer's weights, 8 hidden layers of 100", "",
-                           "Command: `python -m experiments.vanishing`", "", *table, "",
-                           *[f"- {line}" for line in lines]]) + "\n")
+    results.write_text(FLAGS.out + ".md", "\n".join([
+        "# Gradient norm of each layer's weights, 8 hidden layers of 100", "",
+        "Command: `python -m experiments.vanishing`", "", *table, "",
+        *[f"- {line}" for line in lines]]) + "\n")
     print("\n".join(table + lines))
     print("wrote", FLAGS.out + ".md", plots.gradient_norms(norms, FLAGS.out + ".png"))
 

@@ -76,6 +76,14 @@ def append(records: list[dict], path: str) -> None:
         os.close(fd)
 
 
+def write_text(path: str, text: str) -> str:
+    """Write a text file (a table, a printout), making its folder; return the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
 def read(path: str) -> list[dict]:
     """Return the records of a JSON-lines file, skipping a last line cut off by a crash."""
     with open(path, encoding="utf-8") as f:

@@ -141,8 +141,5 @@ def robustness_markdown(rows: list[dict]) -> str:
 
 def write_robustness(rows: list[dict], folder: str, header: list[str]) -> str:
     """Write the robustness table, `header` lines above it, as `folder/table.md`."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "table.md")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join([*header, "", robustness_markdown(rows)]))
-    return path
+    return results.write_text(os.path.join(folder, "table.md"),
+                              "\n".join([*header, "", robustness_markdown(rows)]))
