@@ -160,7 +160,8 @@ def load_iris(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     path = os.path.join(data_dir, "iris.data")
     if not os.path.isfile(path):
         raise InputError(f"missing data file {path}; --data_dir must hold iris.data (UCI format)")
-    rows = [line.strip().split(",") for line in open(path, encoding="utf-8") if line.strip()]
+    with open(path, encoding="utf-8") as f:
+        rows = [line.strip().split(",") for line in f if line.strip()]
     try:
         features = np.array([[float(v) for v in row[:4]] for row in rows], np.float32)
         labels = np.array([IRIS_CLASSES.index(row[4]) for row in rows], np.int32)

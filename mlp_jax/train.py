@@ -57,7 +57,7 @@ def make_optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformatio
 def loss_value(logits: jax.Array, labels: jax.Array, kind: str, smoothing: float = 0.0
                ) -> jax.Array:
     """Return the batch-mean loss: softmax cross-entropy, or squared error of the softmax."""
-    if kind == "cross_entropy" and not smoothing:
+    if kind == "cross_entropy" and not smoothing:  # bit-identical to the published tables' runs
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
     if kind == "mse":
