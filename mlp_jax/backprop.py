@@ -91,17 +91,24 @@ def deltas(params: dict, zs: list[jax.Array], acts: list[jax.Array], targets: ja
     return out
 
 
+def backward(params: dict, zs: list[jax.Array], acts: list[jax.Array], labels: jax.Array,
+             act: str, loss: str = "cross_entropy", slope: float = 0.01, smoothing: float = 0.0
+             ) -> dict:
+    """Return d(batch-mean loss)/d(params) from a forward pass's z and a, shaped like `params`."""
+    targets = jax.nn.one_hot(labels, zs[-1].shape[-1], dtype=zs[-1].dtype)
+    targets = targets * (1 - smoothing) + smoothing / targets.shape[-1]
+    n = acts[0].shape[0]
+    grads = {f"Dense_{l}": {"kernel": acts[l].T @ delta / n, "bias": jnp.mean(delta, axis=0)}
+             for l, delta in enumerate(deltas(params, zs, acts, targets, act, loss, slope))}
+    return {"params": grads}
+
+
 def gradients(params: dict, x: jax.Array, labels: jax.Array, act: str = "relu",
               loss: str = "cross_entropy", slope: float = 0.01, smoothing: float = 0.0) -> dict:
     """Return d(batch-mean loss)/d(params), shaped like `params`, without autodiff."""
     check(act)
     zs, acts = forward(params, x, act, slope)
-    targets = jax.nn.one_hot(labels, zs[-1].shape[-1], dtype=x.dtype)
-    targets = targets * (1 - smoothing) + smoothing / targets.shape[-1]
-    n = x.shape[0]
-    grads = {f"Dense_{l}": {"kernel": acts[l].T @ delta / n, "bias": jnp.mean(delta, axis=0)}
-             for l, delta in enumerate(deltas(params, zs, acts, targets, act, loss, slope))}
-    return {"params": grads}
+    return backward(params, zs, acts, labels, act, loss, slope, smoothing)
 
 
 def neuron_step(w: jax.Array, b: jax.Array, x: jax.Array, y: jax.Array, lr: float) -> dict:

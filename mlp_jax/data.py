@@ -94,12 +94,18 @@ def _reachable(host: str = "storage.googleapis.com") -> bool:
         return False
 
 
-def read_tfds(name: str) -> dict[str, np.ndarray]:
-    """Load dataset `name` through TFDS, with TensorFlow kept off any GPU."""
+def _tfds(name: str, hint: str):
+    """Return the tfds module, having checked it can load `name` (prepared, or a network)."""
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     if not tfds.builder(name).is_prepared() and not _reachable():
-        raise InputError(f"TFDS has no prepared {name!r} and cannot download it; {OFFLINE_HINT}")
+        raise InputError(f"TFDS has no prepared {name!r} and cannot download it; {hint}")
+    return tfds
+
+
+def read_tfds(name: str) -> dict[str, np.ndarray]:
+    """Load dataset `name` through TFDS, with TensorFlow kept off any GPU."""
+    tfds = _tfds(name, OFFLINE_HINT)
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.set_visible_devices([], "GPU")  # TFDS must not take the accelerator's memory
     try:
@@ -149,10 +155,7 @@ IRIS_CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")
 def load_iris(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """Return Iris's 150 rows of 4 features and class indices, from `data_dir`/iris.data or TFDS."""
     if not data_dir:
-        import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-        if not tfds.builder("iris").is_prepared() and not _reachable():
-            raise InputError("TFDS has no prepared 'iris' and cannot download it; point "
-                             "--data_dir at a folder holding iris.data")
+        tfds = _tfds("iris", "point --data_dir at a folder holding iris.data")
         features, labels = tfds.as_numpy(tfds.load("iris", split="train", batch_size=-1,
                                                    as_supervised=True))
         order = np.argsort(labels, kind="stable")  # the UCI file's order: 50 of each class

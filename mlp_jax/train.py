@@ -129,10 +129,11 @@ def replica_step(rep: Replica, step: jax.Array, data: Dataset, *, model: models.
                                     rngs={"dropout": step_key}, mutable=["batch_stats"])
         return loss_value(logits, y, cfg.loss, cfg.label_smoothing), state
 
-    if cfg.grad == "manual":
-        value, state = objective(rep.params["params"])
-        grads = backprop.gradients(rep.params, x, y, cfg.act, cfg.loss, cfg.leaky_slope,
-                                   cfg.label_smoothing)["params"]
+    if cfg.grad == "manual":  # one forward pass serves the loss and the chain rule
+        zs, acts = backprop.forward(rep.params, x, cfg.act, cfg.leaky_slope)
+        value, state = loss_value(zs[-1], y, cfg.loss, cfg.label_smoothing), {}
+        grads = backprop.backward(rep.params, zs, acts, y, cfg.act, cfg.loss, cfg.leaky_slope,
+                                  cfg.label_smoothing)["params"]
     else:
         (value, state), grads = jax.value_and_grad(objective, has_aux=True)(rep.params["params"])
     updates, opt_state = tx.update(grads, rep.opt_state, rep.params["params"])
