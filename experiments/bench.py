@@ -1,111 +1,84 @@
-"""Benchmark: mlp_jax's training loop against a minimal hand-written JAX loop, same network.
+"""Benchmark mlp_jax on every platform JAX sees: speed, FLOP/s against the matmul peak, speed-up.
 
-The minimal loop is the speed reference: the whole run under one jit, nested lax.scan (epochs,
-then batches of a fresh permutation), data on the device, plain SGD on a list of (W, b). Both run
-the tutorial protocol (SGD lr 0.5, batch 100, N(0, 0.01^2) init) for the same number of steps,
-interleaved `--repeats` times; the median steps/s of each and their ratio are reported.
+For each platform (always the CPU, and each GPU or TPU present) it measures the best float32
+matrix-multiply FLOP/s (square products), then trains the tutorial protocol (625-441 relu6,
+batch 100) with mlp_jax and with a minimal hand-written JAX loop, interleaved `--repeats` times,
+and reports steps/s, examples/s and the achieved FLOP/s of the matrix products (analytic count,
+forward and backward) as a fraction of that peak. It also times bfloat16 matrix products, the
+best_cpu recipe, and the minimal loop with each performance choice taken away. `--sweep` adds
+throughput against batch size, replicas (`num_seeds`) and width, with a plot.
 
-    python -m experiments.bench --data_dir=../shared/datasets/mnist   # about 1 minute on 2 CPUs
+    python -m experiments.bench --data_dir=../shared/datasets/mnist --sweep \\
+        --out_dir=results/bench/cpu     # about 6 minutes on 2 CPU cores
 """
 
-import dataclasses
 import datetime
 import json
-import statistics
+import os
 import sys
-import time
 
 from absl import flags
 import jax
-import jax.numpy as jnp
 
 from experiments import cli
-from mlp_jax import activations, data, results, train
+from mlp_jax import benchmark, data, grids, plots, results
 from mlp_jax.config import Config, parse_hidden
+from mlp_jax.errors import InputError
 
-flags.DEFINE_string("hidden", "625,441", "Hidden layer sizes.")
+flags.DEFINE_string("hidden", "625,441", "Hidden layer sizes of the timed network.")
 flags.DEFINE_string("act", "relu6", "Hidden activation.")
 flags.DEFINE_integer("batch_size", 100, "Images per step.")
-flags.DEFINE_integer("epochs", 6, "Epochs per timed run (550 steps each at batch 100).")
-flags.DEFINE_integer("eval_every", 1000, "mlp_jax's evaluation interval, as in the main job.")
-flags.DEFINE_integer("repeats", 3, "Timed runs of each loop, interleaved.")
-flags.DEFINE_string("data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS.")
+flags.DEFINE_integer("epochs", 2, "Epochs per timed run (550 steps each at batch 100).")
+flags.DEFINE_integer("repeats", 8, "Timed runs of mlp_jax and of the minimal loop, interleaved.")
+flags.DEFINE_boolean("recipe", True, "Also time the best_cpu recipe.")
+flags.DEFINE_boolean("sweep", False, "Also sweep batch size, replicas and width.")
+flags.DEFINE_float("seconds_per_point", 1.5, "Timed seconds per sweep point.")
+flags.DEFINE_list("platforms", None, "Platforms to measure (default: cpu and the default one).")
+flags.DEFINE_string("data_dir", None, "MNIST IDX folder; default $MLP_JAX_DATA, else TFDS.")
 flags.DEFINE_string("json", None, "Also write the measurements to this JSON file.")
+flags.DEFINE_string("out_dir", None, "Write bench.json, bench.md and (--sweep) sweep.png here.")
 FLAGS = flags.FLAGS
 
 
-def minimal_loop(hidden: tuple[int, ...], act: str, batch_size: int, epochs: int):
-    """Return (init, run): a hand-written MLP trained by one jitted nested scan."""
-    sizes = (784, *hidden, 10)
-    f = activations.make(act)
-
-    def init(key):
-        keys = jax.random.split(key, 2 * (len(sizes) - 1))
-        return [(0.01 * jax.random.normal(kw, (m, n)), 0.01 * jax.random.normal(kb, (n,)))
-                for kw, kb, m, n in zip(keys[::2], keys[1::2], sizes[:-1], sizes[1:])]
-
-    def predict(params, x):
-        for w, b in params[:-1]:
-            x = f(x @ w + b)
-        w, b = params[-1]
-        return x @ w + b
-
-    def loss(params, x, y):
-        log_p = jax.nn.log_softmax(predict(params, x))
-        return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
-
-    def run(params, key, x, y):
-        steps_per_epoch = len(x) // batch_size
-
-        def epoch(params, k):
-            order = jax.random.permutation(k, len(x))[:steps_per_epoch * batch_size]
-
-            def step(params, idx):
-                grads = jax.grad(loss)(params, x[idx], y[idx])
-                return jax.tree.map(lambda p, g: p - 0.5 * g, params, grads), None
-            return jax.lax.scan(step, params, order.reshape(steps_per_epoch, batch_size))[0], None
-        return jax.lax.scan(epoch, params, jax.random.split(key, epochs))[0]
-
-    return init, jax.jit(run, donate_argnums=0)
-
-
-def time_minimal(init, run, dataset: data.Dataset) -> float:
-    """Return the seconds one compiled minimal run takes."""
-    params = jax.block_until_ready(init(jax.random.key(0)))
-    tic = time.perf_counter()
-    jax.block_until_ready(run(params, jax.random.key(1), dataset.train_x, dataset.train_y))
-    return time.perf_counter() - tic
+def bench_config() -> benchmark.BenchConfig:
+    """Turn the flags into the benchmark's config."""
+    tutorial = Config(hidden=parse_hidden(FLAGS.hidden), act=FLAGS.act,
+                      batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
+                      data_dir=cli.data_dir(FLAGS.data_dir))
+    recipe = None
+    if FLAGS.recipe:
+        (row,) = grids.get("best_cpu")
+        recipe = cli.row_config(row, [f"--name={row.name}"])
+    available = sorted({"cpu", jax.default_backend()})
+    platforms = FLAGS.platforms or available
+    for platform in platforms:
+        if platform not in available:
+            raise InputError(f"unknown --platforms {platform!r}; accepted here: "
+                             f"{', '.join(available)}")
+    return benchmark.BenchConfig(tutorial=tutorial, recipe=recipe, platforms=tuple(platforms),
+                                 repeats=FLAGS.repeats, sweep=FLAGS.sweep,
+                                 seconds_per_point=FLAGS.seconds_per_point)
 
 
 def main(argv: list[str]) -> None:
     del argv
-    cfg = Config(hidden=parse_hidden(FLAGS.hidden), act=FLAGS.act, batch_size=FLAGS.batch_size,
-                 epochs=FLAGS.epochs, eval_every=FLAGS.eval_every,
-                 data_dir=cli.data_dir(FLAGS.data_dir))
-    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
-    steps = cfg.total_steps(dataset.train_x.shape[0])
-    init, run = minimal_loop(cfg.hidden, cfg.act, cfg.batch_size, cfg.epochs)
-    time_minimal(init, run, dataset)  # compiles
-    train.fit(dataclasses.replace(cfg, epochs=1), dataset)  # warms the machine up
-    minimal, library, library_wall = [], [], []
-    for _ in range(FLAGS.repeats):
-        minimal.append(steps / time_minimal(init, run, dataset))
-        fit = train.fit(cfg, dataset)
-        library.append(fit.steps_per_sec)
-        library_wall.append(steps / (fit.train_seconds + fit.eval_seconds))
+    bench = bench_config()
+    dataset = data.load(bench.tutorial.dataset, bench.tutorial.data_dir)
     report = {"command": "python -m experiments.bench " + " ".join(sys.argv[1:]),
-              "date": datetime.date.today().isoformat(),
-              "config": f"{FLAGS.hidden} {FLAGS.act} batch {FLAGS.batch_size}", "steps": steps,
-              **results.environment(),
-              "minimal_steps_per_sec": statistics.median(minimal),
-              "mlp_jax_steps_per_sec": statistics.median(library),
-              "mlp_jax_steps_per_sec_with_eval": statistics.median(library_wall),
-              "all_minimal": minimal, "all_mlp_jax": library}
-    report["ratio"] = report["mlp_jax_steps_per_sec"] / report["minimal_steps_per_sec"]
-    print(json.dumps(report, indent=1))
-    if FLAGS.json:
-        with open(FLAGS.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
+              "date": datetime.date.today().isoformat(), **results.environment(),
+              **benchmark.run(bench, dataset)}
+    text = benchmark.markdown(report)
+    print(text)
+    paths = [FLAGS.json] if FLAGS.json else []
+    if FLAGS.out_dir:
+        os.makedirs(FLAGS.out_dir, exist_ok=True)
+        paths.append(os.path.join(FLAGS.out_dir, "bench.json"))
+        results.write_text(os.path.join(FLAGS.out_dir, "bench.md"), text)
+        if bench.sweep:
+            plots.throughput_sweep({p: r["sweep"] for p, r in report["platforms"].items()},
+                                   os.path.join(FLAGS.out_dir, "sweep.png"))
+    for path in paths:
+        results.write_text(path, json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":

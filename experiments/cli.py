@@ -9,6 +9,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mlp_jax import grids, parallel
 from mlp_jax.config import Config, parse_hidden
 from mlp_jax.errors import InputError
 
@@ -57,6 +58,11 @@ HELP = {
     "eval_every": "Evaluate on the whole validation and test splits every N steps.",
     "seed": "Seed of the first replica; replica i uses seed + i.",
     "num_seeds": "Independent replicas trained at once with vmap.",
+    "matmul_dtype": "float32, or bfloat16 matrix products (float32 weights and loss); meant for "
+                    "GPUs and TPUs, where it is faster.",
+    "devices": "How many of the visible devices to train on; 0: all of them.",
+    "parallel": "With several devices: batch (each step's batch split across them, gradients "
+                "reduced by XLA) or seeds (the --num_seeds replicas spread over them).",
 }
 
 
@@ -88,6 +94,17 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     return Config(**values)
 
 
+def row_config(row: grids.Row, extra: list[str]) -> Config:
+    """Return the validated config that `experiments.mlp` builds from a grid row and extra flags."""
+    mlp_flags = flags.FlagValues()
+    define_config_flags(mlp_flags)
+    try:
+        mlp_flags(["mlp", *row.args(), *extra])
+    except flags.Error as e:
+        raise InputError(f"row {row.name}: {e}") from None
+    return config_from_flags(mlp_flags)
+
+
 def fail(message: str) -> None:
     """Print one error line to stderr and exit with code 2."""
     print(f"error: {message}", file=sys.stderr)
@@ -102,11 +119,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-    """Run `main` under absl; bad flags and InputError end in one line and exit code 2."""
+    """Run `main` under absl (joining a multi-host run if one is set up); bad flags and
+    InputError end in one line and exit code 2."""
     logging.getLogger("jax").setLevel(logging.WARNING)  # not "no TPU found" on every CPU run
 
     def guarded(argv):
         try:
+            parallel.initialize_distributed()
             main(argv)
         except InputError as e:
             fail(str(e))

@@ -18,7 +18,6 @@ from absl import flags
 
 from experiments import cli
 from mlp_jax import grids, results
-from mlp_jax.errors import InputError
 
 flags.DEFINE_string("grid", None, f"Grid name: {', '.join(grids.GRIDS)}.", required=True)
 flags.DEFINE_integer("seeds", 1, "Seeds per row (0..N-1).", lower_bound=1)
@@ -29,23 +28,13 @@ flags.DEFINE_string("python", sys.executable, "Python interpreter the commands u
 FLAGS = flags.FLAGS
 
 
-def row_config(row: grids.Row, extra: list[str]) -> dict:
-    """Return the validated config that `experiments.mlp` builds from a row and extra flags."""
-    mlp_flags = flags.FlagValues()
-    cli.define_config_flags(mlp_flags)
-    try:
-        mlp_flags(["mlp", *row.args(), *extra])
-    except flags.Error as e:
-        raise InputError(f"row {row.name}: {e}") from None
-    return dataclasses.asdict(cli.config_from_flags(mlp_flags))
-
-
 def main(argv: list[str]) -> None:
     extra, out = argv[1:], FLAGS.out or os.path.join("runs", FLAGS.grid)
     results_path = os.path.join(out, "results.jsonl")
     records = results.read(results_path) if FLAGS.pending and os.path.exists(results_path) else []
     for row in grids.select(grids.get(FLAGS.grid), FLAGS.row):
-        done = results.done_seeds(records, row.name, row_config(row, extra))
+        config = dataclasses.asdict(cli.row_config(row, extra))
+        done = results.done_seeds(records, row.name, config)
         missing = [seed for seed in range(FLAGS.seeds) if seed not in done]
         if not missing:
             continue

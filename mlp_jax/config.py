@@ -11,6 +11,8 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle")
 LOSSES = ("cross_entropy", "mse")
 GRADS = ("autodiff", "manual")
+MATMUL_DTYPES = ("float32", "bfloat16")
+PARALLEL = ("batch", "seeds")
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -77,6 +79,9 @@ class Config:
     eval_every: int = 1000
     seed: int = 0
     num_seeds: int = 1
+    matmul_dtype: str = "float32"
+    devices: int = 0
+    parallel: str = "batch"
 
     def __post_init__(self):
         _choice("dataset", self.dataset, DATASETS)
@@ -87,11 +92,14 @@ class Config:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("grad", self.grad, GRADS)
+        _choice("matmul_dtype", self.matmul_dtype, MATMUL_DTYPES)
+        _choice("parallel", self.parallel, PARALLEL)
         if self.grad == "manual":
             backprop.check(self.act)
-            if self.dropout or self.input_dropout or self.batch_norm:
-                raise InputError("--grad=manual covers plain MLPs: drop --dropout, "
-                                 "--input_dropout and --batch_norm")
+            if (self.dropout or self.input_dropout or self.batch_norm
+                    or self.matmul_dtype != "float32"):
+                raise InputError("--grad=manual covers plain float32 MLPs: drop --dropout, "
+                                 "--input_dropout, --batch_norm and --matmul_dtype")
         if not 0 <= self.dropout < 1:
             raise InputError(f"--dropout {self.dropout!r} is outside [0, 1); it is the "
                              "probability of dropping a unit (TF1 keep_prob 0.33 is 0.67)")
@@ -106,6 +114,9 @@ class Config:
             raise InputError(f"hidden sizes must be positive, got {self.hidden!r}")
         for flag in ("lr", "batch_size", "eval_every", "num_seeds", "init_scale"):
             _positive(flag, getattr(self, flag))
+        if self.devices < 0:
+            raise InputError(f"--devices must be >= 0 (0: every visible device), "
+                             f"got {self.devices}")
         if self.epochs < 0:
             raise InputError(f"--epochs must be positive (or 0 to use --steps), got {self.epochs}")
         if self.epochs == 0:

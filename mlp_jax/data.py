@@ -95,7 +95,12 @@ def _reachable(host: str = "storage.googleapis.com") -> bool:
 
 
 def _tfds(name: str, hint: str):
-    """Return the tfds module, having checked it can load `name` (prepared, or a network)."""
+    """Return the tfds module, having checked it can load `name` (prepared, or a network).
+
+    TensorFlow is kept off every GPU first, so that it never takes memory JAX needs.
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     if not tfds.builder(name).is_prepared() and not _reachable():
@@ -104,10 +109,8 @@ def _tfds(name: str, hint: str):
 
 
 def read_tfds(name: str) -> dict[str, np.ndarray]:
-    """Load dataset `name` through TFDS, with TensorFlow kept off any GPU."""
+    """Load dataset `name` through TFDS."""
     tfds = _tfds(name, OFFLINE_HINT)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.set_visible_devices([], "GPU")  # TFDS must not take the accelerator's memory
     try:
         splits = tfds.as_numpy(tfds.load(name, batch_size=-1, as_supervised=True))
     except Exception as e:  # pylint: disable=broad-except

@@ -46,6 +46,7 @@ class MLP(nn.Module):
     kernel_init: Initializer = jax.nn.initializers.normal(0.01)
     bias_init: Initializer = jax.nn.initializers.normal(0.01)
     num_classes: int = 10
+    dtype: jnp.dtype | None = None  # of the matrix products; None: the inputs' and weights'
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -53,14 +54,16 @@ class MLP(nn.Module):
         if self.input_dropout > 0:
             x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for width in self.hidden:
-            x = nn.Dense(width, kernel_init=self.kernel_init, bias_init=self.bias_init)(x)
+            x = nn.Dense(width, dtype=self.dtype, kernel_init=self.kernel_init,
+                         bias_init=self.bias_init)(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
             x = activations.make(self.act, self.leaky_slope)(x)
             if self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_classes, kernel_init=self.kernel_init,
-                        bias_init=self.bias_init)(x)
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=self.kernel_init,
+                          bias_init=self.bias_init)(x)
+        return logits if self.dtype is None else logits.astype(jnp.float32)
 
 
 def count_params(params) -> int:

@@ -187,3 +187,23 @@ def gradient_norms(norms: dict[tuple[str, int], list[float]], path: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def throughput_sweep(sweeps: dict[str, dict], path: str) -> str:
+    """Plot examples/s against batch size and replicas, and fraction of peak against width."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    panels = [("batch_size", "batch size", "examples/s"),
+              ("num_seeds", "replicas trained together (vmap), batch 100", "examples/s, all replicas"),
+              ("width", "hidden width (two layers), batch 100", "fraction of matmul peak")]
+    for ax, (key, xlabel, ylabel) in zip(axes, panels):
+        for platform, sweep in sweeps.items():
+            points = sweep[key]
+            x = [p["hidden"][0] if key == "width" else p[key] for p in points]
+            y = [p["fraction_of_peak" if key == "width" else "examples_per_sec"] for p in points]
+            ax.plot(x, y, marker="o", label=platform)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("mlp_jax training throughput")
+    return _save(fig, path)

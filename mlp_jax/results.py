@@ -19,9 +19,10 @@ RECORD_FIELDS = (
     "name", "config", "seed", "dataset", "test_accuracy", "val_accuracy", "train_loss", "steps",
     "diverged", "diverged_at_step", "n_params", "compile_seconds", "train_seconds",
     "eval_seconds", "steps_per_sec", "replicas_trained_together", "platform", "device",
-    "cpus", "versions", "time", "history")
-# Settings that do not change what a run computes, left out when runs are matched.
-NOT_PROTOCOL = ("name", "seed", "num_seeds", "data_dir", "eval_every")
+    "device_count", "cpus", "versions", "time", "history")
+# Settings that change what a run computes by float rounding at most, left out when runs are
+# matched.
+NOT_PROTOCOL = ("name", "seed", "num_seeds", "data_dir", "eval_every", "devices", "parallel")
 
 
 def _finite(value: float) -> float | None:
@@ -48,7 +49,8 @@ def run_records(cfg: Config, result: FitResult, dataset: str) -> list[dict]:
               "steps": result.steps, "n_params": result.n_params,
               "compile_seconds": result.compile_seconds, "train_seconds": result.train_seconds,
               "eval_seconds": result.eval_seconds, "steps_per_sec": result.steps_per_sec,
-              "replicas_trained_together": len(result.seeds), **environment(),
+              "replicas_trained_together": len(result.seeds),
+              "device_count": result.device_count, **environment(),
               "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     records = []
     for r, seed in enumerate(result.seeds):
@@ -91,8 +93,12 @@ def read(path: str) -> list[dict]:
 
 
 def protocol(config: dict) -> str:
-    """Return a canonical string of the settings that determine what a run computes."""
-    kept = {k: v for k, v in config.items() if k not in NOT_PROTOCOL}
+    """Return a canonical string of the settings that determine what a run computes.
+
+    A setting missing from an older record takes its default, which reproduces older runs.
+    """
+    full = {**dataclasses.asdict(Config()), **config}
+    kept = {k: v for k, v in full.items() if k not in NOT_PROTOCOL}
     return json.dumps(kept, sort_keys=True)
 
 

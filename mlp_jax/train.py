@@ -1,6 +1,6 @@
 """Training: optimiser and loss from the config, a scanned and vmapped loop, evaluation."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 import dataclasses
 import functools
 import time
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax import augment, backprop, models
+from mlp_jax import augment, backprop, models, parallel
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
 
@@ -21,6 +21,7 @@ def make_model(cfg: Config) -> models.MLP:
     return models.MLP(
         hidden=cfg.hidden, act=cfg.act, dropout=cfg.dropout, input_dropout=cfg.input_dropout,
         batch_norm=cfg.batch_norm, leaky_slope=cfg.leaky_slope,
+        dtype=None if cfg.matmul_dtype == "float32" else jnp.dtype(cfg.matmul_dtype),
         kernel_init=models.initializer(cfg.weight_init, cfg.init_scale, cfg.init_constant),
         bias_init=models.initializer(cfg.bias_init, cfg.init_scale, cfg.init_constant,
                                      accepted=models.BIAS_INITS))
@@ -72,9 +73,15 @@ class Replica:
     params: dict  # the model's variables: "params", and "batch_stats" with batch norm
     opt_state: optax.OptState
     ema: dict | None  # moving average of params["params"], when --ema is on
-    order: jax.Array  # this epoch's permutation of the training images
+    order: jax.Array  # the image order of the epoch the last chunk ended in
     order_key: jax.Array
     dropout_key: jax.Array
+
+
+def epoch_order(order_key: jax.Array, epoch: jax.Array, num_train: int) -> jax.Array:
+    """Return the order epoch `epoch` visits the training images in: TF1 next_batch's fresh
+    permutation every epoch."""
+    return jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
 
 
 def init_replica(seed: jax.Array, data: Dataset, *, model: models.MLP,
@@ -85,8 +92,23 @@ def init_replica(seed: jax.Array, data: Dataset, *, model: models.MLP,
     params = model.init(init_key, jnp.zeros((1, num_inputs)))
     return Replica(params=params, opt_state=tx.init(params["params"]),
                    ema=params["params"] if ema else None,
-                   order=jnp.zeros(num_train, jnp.int32),
+                   order=epoch_order(order_key, 0, num_train),
                    order_key=order_key, dropout_key=dropout_key)
+
+
+def chunk_orders(rep: Replica, first_step: jax.Array, count: int, num_train: int,
+                 per_epoch: int) -> tuple[jax.Array, jax.Array]:
+    """Return the orders of the epochs that `count` steps from `first_step` visit, and the
+    number of the first: the order carried in, then each new epoch's, each made only once."""
+    first_epoch = jnp.maximum(first_step - 1, 0) // per_epoch  # the carried order's epoch
+    last_epoch = (first_step + count - 1) // per_epoch
+
+    def new(epoch):  # the predicate is the same for every replica, so vmap keeps the cond
+        return jax.lax.cond(epoch <= last_epoch,
+                            lambda: epoch_order(rep.order_key, epoch, num_train),
+                            lambda: jnp.zeros(num_train, rep.order.dtype))
+    news = jax.lax.map(new, first_epoch + jnp.arange(1, (count - 1) // per_epoch + 2))
+    return jnp.concatenate([rep.order[None], news]), first_epoch
 
 
 def clip_max_norm(params: dict, limit: float) -> dict:
@@ -105,21 +127,18 @@ def update_ema(ema: dict, params: dict, decay: float, step: jax.Array) -> dict:
     return jax.tree.map(lambda e, p: rate * e + (1 - rate) * p, ema, params)
 
 
-def replica_step(rep: Replica, step: jax.Array, data: Dataset, *, model: models.MLP,
-                 tx: optax.GradientTransformation, cfg: Config,
-                 augmenter: augment.Augment | None) -> tuple[Replica, jax.Array]:
-    """Take one optimiser step on the next batch of this epoch's permutation; return the loss."""
-    num_train = data.train_x.shape[0]
-    steps_per_epoch = num_train // cfg.batch_size
-    position = step % steps_per_epoch
-    # TF1 next_batch: a fresh permutation at the start of every epoch.
-    order = jax.lax.cond(
-        position == 0,
-        lambda: jax.random.permutation(
-            jax.random.fold_in(rep.order_key, step // steps_per_epoch), num_train),
-        lambda: rep.order)
-    batch = jax.lax.dynamic_slice_in_dim(order, position * cfg.batch_size, cfg.batch_size)
+def replica_step(rep: Replica, step: jax.Array, batch: jax.Array, data: Dataset, *,
+                 model: models.MLP, tx: optax.GradientTransformation, cfg: Config,
+                 augmenter: augment.Augment | None,
+                 batch_sharding: jax.sharding.NamedSharding | None = None
+                 ) -> tuple[Replica, jax.Array]:
+    """Take one optimiser step on the training images `batch` (indices); return the loss.
+
+    With `batch_sharding`, the batch is split across devices and XLA reduces the gradients.
+    """
     x, y = data.train_x[batch], data.train_y[batch]
+    if batch_sharding is not None:
+        x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
     step_key = jax.random.fold_in(rep.dropout_key, step)
     if augmenter:
         x = augmenter(jax.random.fold_in(step_key, 1), x)
@@ -142,7 +161,7 @@ def replica_step(rep: Replica, step: jax.Array, data: Dataset, *, model: models.
         trainable = clip_max_norm(trainable, cfg.max_norm)
     ema = update_ema(rep.ema, trainable, cfg.ema, step) if cfg.ema else rep.ema
     return rep.replace(params={**rep.params, **state, "params": trainable},
-                       opt_state=opt_state, ema=ema, order=order), value
+                       opt_state=opt_state, ema=ema), value
 
 
 def per_replica(fn: Callable) -> Callable:
@@ -156,11 +175,20 @@ def per_replica(fn: Callable) -> Callable:
     return mapped
 
 
-def train_chunk(replica: Replica, data: Dataset, steps: jax.Array, **step_args
+def train_chunk(replica: Replica, data: Dataset, steps: jax.Array, *, cfg: Config, **step_args
                 ) -> tuple[Replica, jax.Array]:
-    """Run `steps` (one per scan iteration) on one replica; return it and the losses."""
-    step = functools.partial(replica_step, data=data, **step_args)
-    return jax.lax.scan(step, replica, steps)
+    """Run `steps` (consecutive step numbers) on one replica; return it and the losses."""
+    num_train = data.train_x.shape[0]
+    per_epoch = num_train // cfg.batch_size
+    # Loop constants: an order carried from step to step would be copied at every step (-8%).
+    orders, first_epoch = chunk_orders(replica, steps[0], len(steps), num_train, per_epoch)
+
+    def step(rep, number):
+        start = (number // per_epoch - first_epoch, number % per_epoch * cfg.batch_size)
+        batch = jax.lax.dynamic_slice(orders, start, (1, cfg.batch_size))[0]
+        return replica_step(rep, number, batch, data, cfg=cfg, **step_args)
+    replica, losses = jax.lax.scan(step, replica, steps)
+    return replica.replace(order=orders[steps[-1] // per_epoch - first_epoch]), losses
 
 
 # Evaluation's dropout stream; training folds in step numbers, which stay below it.
@@ -185,12 +213,17 @@ def eval_params(rep: Replica) -> dict:
     return rep.params if rep.ema is None else {**rep.params, "params": rep.ema}
 
 
-def count_correct(model: models.MLP, rep: Replica, data: Dataset, dropout_at_eval: bool = False
+def count_correct(model: models.MLP, rep: Replica, data: Dataset, dropout_at_eval: bool = False,
+                  batch_sharding: jax.sharding.NamedSharding | None = None
                   ) -> tuple[jax.Array, jax.Array]:
     """Return how many validation and test images one replica classifies right (whole splits)."""
     key, params = eval_dropout_key(rep, dropout_at_eval), eval_params(rep)
-    return (jnp.sum(predict(model, params, data.val_x, key) == data.val_y),
-            jnp.sum(predict(model, params, data.test_x, key) == data.test_y))
+
+    def correct(x, y):
+        if batch_sharding is not None:
+            x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
+        return jnp.sum(predict(model, params, x, key) == y)
+    return correct(data.val_x, data.val_y), correct(data.test_x, data.test_y)
 
 
 def fraction(correct: np.ndarray, total: int) -> np.ndarray:
@@ -211,6 +244,7 @@ class FitResult:
     diverged_at_step: list[int | None]
     history: list[dict]  # per evaluation: step, and per-replica lists of the metrics
     n_params: int
+    device_count: int
     compile_seconds: float
     train_seconds: float
     eval_seconds: float
@@ -234,25 +268,37 @@ def _first_nonfinite(losses: np.ndarray, start: int, diverged: list[int | None])
             diverged[r] = start + int(bad[0])
 
 
-def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], bool | None] | None = None
-        ) -> FitResult:
+def chunk_program(cfg: Config, model: models.MLP, tx: optax.GradientTransformation,
+                  where: parallel.Placement) -> Callable:
+    """Return the jitted program that trains every replica for a chunk of steps, laid out as
+    `where` says, the replicas' buffers donated."""
+    augmenter = augment.make(cfg.augmentations(), cfg.strengths())
+    return jax.jit(per_replica(functools.partial(
+        train_chunk, model=model, tx=tx, cfg=cfg, augmenter=augmenter,
+        batch_sharding=where.batch)), donate_argnums=0, out_shardings=(where.replicas, where.whole))
+
+
+def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], bool | None] | None = None,
+        visible: Sequence[jax.Device] | None = None) -> FitResult:
     """Train `cfg.num_seeds` replicas of the configured MLP on `data`, evaluating as it goes.
 
+    Training uses `cfg.devices` of the `visible` devices (default: the default platform's).
     `on_eval` sees each evaluation (with the seconds spent so far); returning True stops training.
     """
+    where = parallel.placement(cfg, parallel.select_devices(cfg.devices, visible))
+    data = jax.device_put(data, where.whole)
     model = make_model(cfg)
     total = cfg.total_steps(data.train_x.shape[0])
     tx = make_optimizer(cfg, total)
     seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
     init = jax.vmap(functools.partial(init_replica, model=model, tx=tx, ema=cfg.ema > 0),
                     in_axes=(0, None))
-    replicas = jax.jit(init)(jnp.array(seeds), data)
-    augmenter = augment.make(cfg.augmentations(), cfg.strengths())
-    chunk = jax.jit(per_replica(functools.partial(
-        train_chunk, model=model, tx=tx, cfg=cfg, augmenter=augmenter)), donate_argnums=0)
+    replicas = jax.jit(init, out_shardings=where.replicas)(jnp.array(seeds), data)
+    chunk = chunk_program(cfg, model, tx, where)
     tic = time.perf_counter()
     evaluator = jax.jit(per_replica(functools.partial(
-        count_correct, model, dropout_at_eval=cfg.dropout_at_eval))).lower(replicas, data).compile()
+        count_correct, model, dropout_at_eval=cfg.dropout_at_eval, batch_sharding=where.batch)),
+        out_shardings=where.whole).lower(replicas, data).compile()
     compiled, compile_seconds = {}, time.perf_counter() - tic
     train_seconds = eval_seconds = 0.0
     diverged: list[int | None] = [None] * len(seeds)
@@ -291,6 +337,7 @@ def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], bool | None] | Non
         train_loss=np.array(last["train_loss"]), val_accuracy=np.array(last["val_accuracy"]),
         test_accuracy=np.array(last["test_accuracy"]), diverged_at_step=diverged,
         history=history, n_params=models.count_params(replicas.params["params"]) // len(seeds),
+        device_count=len(where.devices),
         compile_seconds=compile_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds)
 
 

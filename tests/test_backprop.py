@@ -90,8 +90,8 @@ def test_manual_training_ends_where_autodiff_does(tiny):
 
 @pytest.mark.parametrize("settings, message", [
     ({"act": "prelu"}, "no hand-written derivative for 'prelu'"),
-    ({"dropout": 0.5}, "--grad=manual covers plain MLPs"),
-    ({"batch_norm": True}, "--grad=manual covers plain MLPs")])
+    ({"dropout": 0.5}, "--grad=manual covers plain float32 MLPs"),
+    ({"batch_norm": True}, "--grad=manual covers plain float32 MLPs")])
 def test_manual_gradients_refuse_what_they_do_not_cover(settings, message):
     with pytest.raises(InputError, match=message):
         Config(grad="manual", **settings)

@@ -73,6 +73,10 @@ BAD_FLAGS = [
     (["--weight_init=xavier"], "unknown initialiser 'xavier'; accepted: normal"),
     (["--dataset=cifar10"], "unknown --dataset 'cifar10'; accepted: mnist, fashion_mnist"),
     (["--steps=many"], "--steps"),
+    (["--matmul_dtype=float16"], "unknown --matmul_dtype 'float16'; accepted: float32, bfloat16"),
+    (["--parallel=model"], "unknown --parallel 'model'; accepted: batch, seeds"),
+    (["--devices=-1"], "--devices must be >= 0 (0: every visible device), got -1"),
+    (["--grad=manual", "--matmul_dtype=bfloat16"], "--grad=manual covers plain float32 MLPs"),
     (["--data_dir=/no/such/folder"], "missing data folder '/no/such/folder'"),
 ]
 

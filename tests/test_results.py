@@ -23,6 +23,7 @@ def test_records_have_every_design_field(tiny, tmp_path):
         assert DESIGN_FIELDS <= set(record) and set(record) == set(results.RECORD_FIELDS)
         assert list(record["config"]["hidden"]) == [8] and record["config"]["act"] == "tanh"
         assert record["diverged"] is False and record["diverged_at_step"] is None
+        assert record["device_count"] == 1
         assert record["n_params"] == 784 * 8 + 8 + 8 * 10 + 10
         assert set(record["versions"]) == {"jax", "flax", "optax"}
         assert [h["step"] for h in record["history"]] == [10, 20, 30]
@@ -68,3 +69,13 @@ def test_summarize():
     assert results.summarize([0.98]) == (0.98, 0.0, 1)
     mean, std, n = results.summarize([1.0, 2.0, 3.0])
     assert (mean, n) == (2.0, 3) and std == pytest.approx(1.0)
+
+
+def test_older_records_match_under_the_defaults_of_newer_settings():
+    """A record written before --matmul_dtype existed is the float32 run it was."""
+    config = json.loads(json.dumps(dataclasses.asdict(Config(hidden=(64,)))))
+    older = {k: v for k, v in config.items() if k != "matmul_dtype"}
+    records = [{"name": "row", "seed": 0, "config": older}]
+    assert results.done_seeds(records, "row", config) == {0}
+    assert results.done_seeds(records, "row", {**config, "matmul_dtype": "bfloat16"}) == set()
+    assert results.done_seeds(records, "row", {**config, "devices": 4}) == {0}

@@ -1,6 +1,7 @@
 """Grids, dropout at evaluation, tables and figures."""
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import grid as grid_cli
+from experiments import cli
 from mlp_jax import grids, plots, tables, train
 from mlp_jax.config import Config
 from tests.conftest import REPO
@@ -19,8 +20,12 @@ from tests.conftest import REPO
 REFERENCE = os.path.join(REPO, "..", "shared", "reference", "seed_results.md")
 
 
+def row_config(row: grids.Row) -> dict:
+    return dataclasses.asdict(cli.row_config(row, []))
+
+
 def test_seed_table_rows_follow_the_original_protocols():
-    configs = {row.name: grid_cli.row_config(row, []) for row in grids.get("seed_table")}
+    configs = {row.name: row_config(row) for row in grids.get("seed_table")}
     assert len(configs) == 11
     first = configs["t1_01_softmax"]
     assert (first["hidden"], first["steps"], first["weight_init"], first["bias_init"]) == (
@@ -46,7 +51,7 @@ def test_published_values_and_architectures_match_the_reference():
     rows = grids.get("seed_table")
     for number, hidden, act, steps, lr, reported in table1:
         (row, *_) = [r for r in rows if r.name.startswith(f"t1_{int(number):02d}_")]
-        cfg = grid_cli.row_config(row, [])
+        cfg = row_config(row)
         assert row.published == float(reported)
         assert cfg["hidden"] == (() if hidden.strip() == "—" else
                                  tuple(int(h) for h in hidden.split(",")))
@@ -57,7 +62,7 @@ def test_published_values_and_architectures_match_the_reference():
 
 def test_course_extras_are_valid_runs():
     for row in grids.get("course_extras"):
-        cfg = grid_cli.row_config(row, [])
+        cfg = row_config(row)
         assert cfg["validation_size"] == 0 and cfg["epochs"] > 0 and row.published
 
 
@@ -66,14 +71,14 @@ def test_every_row_of_every_grid_is_a_valid_run(name):
     rows = grids.get(name)
     assert len({row.name for row in rows}) == len(rows)
     for row in rows:
-        grid_cli.row_config(row, [])
+        cli.row_config(row, [])
 
 
 def test_best_recipes_keep_a_validation_split_and_augment():
     for name in ("best_cpu", "best_gpu"):
         (row,) = grids.get(name)
-        cfg = grid_cli.row_config(row, [])
-        assert cfg["validation_size"] == 5000 and "elastic" in cfg["augment"]
+        cfg = cli.row_config(row, [])
+        assert cfg.validation_size == 5000 and "elastic" in cfg.augment
 
 
 def test_dropout_at_eval_is_random_but_repeatable(tiny):

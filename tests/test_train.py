@@ -43,19 +43,32 @@ def test_schedules_reach_their_peak_and_decay():
     assert train.make_schedule(Config(lr=0.5), 100) == 0.5
 
 
-def test_each_epoch_is_a_fresh_permutation_without_replacement(tiny):
+def test_each_epoch_is_a_fresh_permutation_without_replacement():
+    key = jax.random.key(0)
+    first, second = (np.asarray(train.epoch_order(key, e, 40)) for e in (0, 1))
+    assert sorted(first) == sorted(second) == list(range(40))
+    assert not np.array_equal(first, second)
+
+
+def test_a_chunk_starts_from_the_order_it_carries(tiny):
     cfg = dataclasses.replace(TINY)
     model, tx = train.make_model(cfg), train.make_optimizer(cfg, 100)
     rep = train.init_replica(jnp.array(0), tiny, model=model, tx=tx)
-    step = jax.jit(functools.partial(train.replica_step, data=tiny, model=model, tx=tx,
-                                     cfg=cfg, augmenter=None))
-    orders = []
-    for s in range(8):  # 40 training images, batch 10: two epochs of four steps
-        rep, _ = step(rep, jnp.array(s))
-        orders.append(np.asarray(rep.order))
-    assert sorted(orders[0]) == list(range(40))
-    assert all(np.array_equal(orders[0], o) for o in orders[1:4])
-    assert sorted(orders[4]) == list(range(40)) and not np.array_equal(orders[0], orders[4])
+    rep = rep.replace(order=train.epoch_order(rep.order_key, 1, 40))
+    # 40 images, batch 10: steps 5..7 lie in epoch 1, which the carried order already holds,
+    # and steps 8..9 in epoch 2.
+    orders, first_epoch = train.chunk_orders(rep, jnp.array(5), 5, 40, 4)
+    assert int(first_epoch) == 1 and len(orders) == 3
+    np.testing.assert_array_equal(orders[0], rep.order)
+    np.testing.assert_array_equal(orders[1], train.epoch_order(rep.order_key, 2, 40))
+
+
+@pytest.mark.parametrize("eval_every", [3, 5])
+def test_chunks_across_epochs_train_as_one_chunk(tiny, eval_every):
+    """Chunk boundaries (where evaluation happens) do not change which batches are seen."""
+    whole = train.fit(dataclasses.replace(TINY, steps=13, eval_every=13), tiny)
+    chunked = train.fit(dataclasses.replace(TINY, steps=13, eval_every=eval_every), tiny)
+    assert_trees_close(whole.params, chunked.params, rtol=0, atol=0)
 
 
 def test_divergence_stops_and_records_the_step(tiny):
@@ -68,6 +81,16 @@ def test_remainder_chunk_and_history(tiny):
     result = train.fit(dataclasses.replace(TINY, steps=45), tiny)
     assert [h["step"] for h in result.history] == [20, 40, 45]
     assert result.steps == 45 and result.diverged_at_step == [None]
+
+
+def test_bfloat16_matmuls_keep_float32_weights_and_logits(tiny):
+    cfg = dataclasses.replace(TINY, matmul_dtype="bfloat16")
+    model = train.make_model(cfg)
+    params = model.init(jax.random.key(0), tiny.test_x)
+    jaxpr = str(jax.make_jaxpr(model.apply)(params, tiny.test_x))
+    assert "bf16[20,16] = dot_general" in jaxpr and "bf16[20,10] = dot_general" in jaxpr
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    assert model.apply(params, tiny.test_x).dtype == jnp.float32
 
 
 # Real MNIST, end to end.
@@ -83,6 +106,11 @@ def test_few_hundred_steps_reach_90_percent(small_run):
     assert small_run.test_accuracy[0] >= 0.90
     assert small_run.val_accuracy[0] >= 0.90
     assert small_run.steps == 300 and len(small_run.history) == 3
+
+
+def test_bfloat16_matmuls_reach_90_percent(mnist):
+    assert train.fit(dataclasses.replace(SMALL, matmul_dtype="bfloat16"), mnist
+                     ).test_accuracy[0] >= 0.90
 
 
 def test_same_seed_gives_identical_results(mnist, small_run):

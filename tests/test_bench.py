@@ -1,0 +1,57 @@
+"""The benchmark's arithmetic and its report; its speed claims live in results/bench, not here."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from mlp_jax import benchmark, plots
+from mlp_jax.config import Config
+
+
+@pytest.mark.parametrize("hidden, batch_size", [((625, 441), 100), ((), 100), ((64,), 32)])
+def test_flop_count_matches_xla_cost_analysis(hidden, batch_size):
+    """XLA counts the same matrix products, plus a little elementwise work (< 3%)."""
+    cfg = Config(hidden=hidden, batch_size=batch_size)
+    init, sgd_step = benchmark.minimal_model(cfg)
+    compiled = jax.jit(sgd_step).lower(init(jax.random.key(0)), jnp.zeros((batch_size, 784)),
+                                       jnp.zeros(batch_size, jnp.int32)).compile()
+    ratio = compiled.cost_analysis()["flops"] / benchmark.train_step_flops(hidden, batch_size)
+    assert 1.0 <= ratio < 1.03
+
+
+def test_tutorial_step_is_364_mflop():
+    # 2·100·(2·770,035 + 280,035): forward and weight gradients everywhere, input gradients
+    # for the two upper layers.
+    assert benchmark.train_step_flops((625, 441), 100) == 364_021_000
+
+
+def test_report_covers_every_measurement(tiny, tmp_path):
+    tutorial = Config(hidden=(16,), batch_size=10, epochs=2, eval_every=4)
+    bench = benchmark.BenchConfig(
+        tutorial=tutorial, recipe=dataclasses.replace(tutorial, name="recipe", augment="affine"),
+        platforms=("cpu",), repeats=2, sweep=True, seconds_per_point=0.01,
+        batch_sizes=(5, 10), num_seeds=(1, 2), widths=(16,))
+    report = {"command": "bench", "date": "today", "cpus": 2, "versions": {"jax": jax.__version__},
+              **benchmark.run(bench, tiny)}
+    cpu = report["platforms"]["cpu"]
+    assert cpu["matmul_peak"]["float32"]["flops_per_sec"] > 0
+    tutorial_report = cpu["tutorial"]
+    assert tutorial_report["steps"] == 8 and len(tutorial_report["all_ratios"]) == 2
+    mlp = tutorial_report["mlp_jax"]
+    assert mlp["fraction_of_peak"] == pytest.approx(
+        mlp["flops_per_sec"] / cpu["matmul_peak"]["float32"]["flops_per_sec"])
+    assert mlp["examples_per_sec"] == pytest.approx(10 * mlp["steps_per_sec"])
+    ablations = cpu["ablations"]["tutorial"]
+    assert len(ablations) == 8 and ablations[0]["relative_to_minimal"] == 1
+    assert ablations[-1]["bytes_saved_per_step"] == 4 * (784 * 16 + 16 + 16 * 10 + 10)
+    assert cpu["ablations"]["narrow"][-1]["bytes_saved_per_step"] == 4 * (784 * 64 + 64 + 650)
+    sweep = cpu["sweep"]
+    assert [p["batch_size"] for p in sweep["batch_size"]] == [5, 10]
+    assert sweep["num_seeds"][1]["examples_per_sec"] == pytest.approx(
+        2 * 10 * sweep["num_seeds"][1]["steps_per_sec"])
+    assert sweep["saturating_batch_size"] in (5, 10)
+    text = benchmark.markdown(report)
+    assert "| mlp_jax |" in text and "saturates" in text and "| 16×16 |" in text
+    assert plots.throughput_sweep({"cpu": sweep}, str(tmp_path / "sweep.png"))
