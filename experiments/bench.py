@@ -9,7 +9,7 @@ best_cpu recipe, and the minimal loop with each performance choice taken away. `
 throughput against batch size, replicas (`num_seeds`) and width, with a plot.
 
     python -m experiments.bench --data_dir=../shared/datasets/mnist --sweep \\
-        --out_dir=results/bench/cpu     # about 6 minutes on 2 CPU cores
+        --out_dir=results/bench/cpu     # about 9 minutes on 2 CPU cores
 """
 
 import datetime
@@ -28,8 +28,8 @@ from mlp_jax.errors import InputError
 flags.DEFINE_string("hidden", "625,441", "Hidden layer sizes of the timed network.")
 flags.DEFINE_string("act", "relu6", "Hidden activation.")
 flags.DEFINE_integer("batch_size", 100, "Images per step.")
-flags.DEFINE_integer("epochs", 2, "Epochs per timed run (550 steps each at batch 100).")
-flags.DEFINE_integer("repeats", 8, "Timed runs of mlp_jax and of the minimal loop, interleaved.")
+flags.DEFINE_integer("epochs", 6, "Epochs per timed run (550 steps each at batch 100).")
+flags.DEFINE_integer("repeats", 6, "Timed runs of mlp_jax and of the minimal loop, interleaved.")
 flags.DEFINE_boolean("recipe", True, "Also time the best_cpu recipe.")
 flags.DEFINE_boolean("sweep", False, "Also sweep batch size, replicas and width.")
 flags.DEFINE_float("seconds_per_point", 1.5, "Timed seconds per sweep point.")

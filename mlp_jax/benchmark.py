@@ -30,7 +30,7 @@ class BenchConfig:
     tutorial: Config  # the protocol compared with the minimal loop
     recipe: Config | None  # a heavier recipe timed as well (best_cpu)
     platforms: tuple[str, ...]
-    repeats: int = 8  # interleaved timed runs of mlp_jax and the minimal loop
+    repeats: int = 6  # interleaved timed runs of mlp_jax and the minimal loop
     sweep: bool = False
     seconds_per_point: float = 1.5  # timed seconds per sweep point
     batch_sizes: tuple[int, ...] = SWEEP_BATCH_SIZES
@@ -54,19 +54,22 @@ def train_step_flops(hidden: Sequence[int], batch_size: int) -> int:
     return 2 * batch_size * (2 * sum(products) + sum(products[1:]))
 
 
+def matmul_rate(device: jax.Device, n: int, dtype: str = "float32", repeats: int = 5) -> float:
+    """Return the best FLOP/s of `repeats` n×n matrix products on `device`."""
+    a, b = (jax.device_put(jax.random.normal(jax.random.key(k), (n, n), dtype), device)
+            for k in (0, 1))
+    product = jax.jit(jnp.matmul)
+    product(a, b).block_until_ready()
+    return 2 * n**3 / min(_seconds(lambda: product(a, b).block_until_ready())
+                          for _ in range(repeats))
+
+
 def matmul_peak(device: jax.Device, dtype: str = "float32") -> dict:
     """Return the best FLOP/s of square matrix products on `device` and the size reaching it."""
     sizes = (1024, 2048, 4096) if device.platform == "cpu" else (4096, 8192, 16384)
-    product = jax.jit(jnp.matmul)
-    best = {"flops_per_sec": 0.0, "size": 0}
-    for n in sizes:
-        a, b = (jax.device_put(jax.random.normal(jax.random.key(k), (n, n), dtype), device)
-                for k in (0, 1))
-        product(a, b).block_until_ready()
-        seconds = min(_seconds(lambda: product(a, b).block_until_ready()) for _ in range(5))
-        if 2 * n**3 / seconds > best["flops_per_sec"]:
-            best = {"flops_per_sec": 2 * n**3 / seconds, "size": n}
-    return best
+    rates = {n: matmul_rate(device, n, dtype) for n in sizes}
+    best = max(rates, key=rates.get)
+    return {"flops_per_sec": rates[best], "size": best}
 
 
 def _seconds(work: Callable[[], object]) -> float:
@@ -231,10 +234,11 @@ def ablations(loops: Loops) -> list[dict]:
     ]
     for _, work in variants:
         work()  # compiles
-    rows = []
-    for without, work in variants:
-        rate = loops.steps / min(_seconds(work) for _ in range(2))
-        rows.append({"taken_away": without, "steps_per_sec": rate})
+    best = [float("inf")] * len(variants)
+    for _ in range(3):  # round robin, so that a slow spell of the machine hits every variant
+        best = [min(b, _seconds(work)) for b, (_, work) in zip(best, variants)]
+    rows = [{"taken_away": without, "steps_per_sec": loops.steps / seconds}
+            for (without, _), seconds in zip(variants, best)]
     for row in rows:
         row["relative_to_minimal"] = row["steps_per_sec"] / rows[0]["steps_per_sec"]
     rows.append({"taken_away": "donated buffers (memory)",
@@ -262,13 +266,13 @@ def throughput(cfg: Config, steps_per_sec: float, peak: float) -> dict:
 
 
 def compare_with_minimal(cfg: Config, data: Dataset, device: jax.Device, repeats: int,
-                         peak: float) -> dict:
-    """Time mlp_jax's fit and the minimal loop on `device`, interleaved `repeats` times."""
+                         peak_size: int) -> dict:
+    """Time mlp_jax's fit and the minimal loop on `device`, interleaved `repeats` times, each
+    time beside the matmul peak (an n×n product, n = `peak_size`), so that drift cancels."""
     loops, cfg = Loops(cfg, data, device, cfg.epochs), dataclasses.replace(cfg, devices=1)
-    steps = loops.steps
     loops.minimal()  # compiles
     train.fit(cfg, data, visible=[device])  # warms up
-    minimal, library, compile_seconds = [], [], []
+    minimal, library, compile_seconds, peaks = [], [], [], []
 
     def time_library():
         fit = train.fit(cfg, data, visible=[device])
@@ -276,17 +280,24 @@ def compare_with_minimal(cfg: Config, data: Dataset, device: jax.Device, repeats
         compile_seconds.append(fit.compile_seconds)
 
     def time_minimal():
-        minimal.append(steps / _seconds(loops.minimal))
+        minimal.append(loops.steps / _seconds(loops.minimal))
     for i in range(repeats):  # alternating which goes first cancels a steady drift
+        peaks.append(matmul_rate(device, peak_size, repeats=3))
         for work in (time_minimal, time_library)[::1 if i % 2 == 0 else -1]:
             work()
-    ratios = [lib / ref for lib, ref in zip(library, minimal)]
-    return {"steps": steps, "flops_per_step": train_step_flops(cfg.hidden, cfg.batch_size),
+
+    def summary(rates: list[float]) -> dict:
+        row = throughput(cfg, statistics.median(rates), statistics.median(peaks))
+        row["fraction_of_peak"] = statistics.median(
+            throughput(cfg, r, p)["fraction_of_peak"] for r, p in zip(rates, peaks))
+        return row
+    return {"steps": loops.steps, "flops_per_step": train_step_flops(cfg.hidden, cfg.batch_size),
             "compile_seconds": statistics.median(compile_seconds),
-            "minimal": throughput(cfg, statistics.median(minimal), peak),
-            "mlp_jax": throughput(cfg, statistics.median(library), peak),
-            "ratio_to_minimal": statistics.median(ratios),
-            "all_minimal": minimal, "all_mlp_jax": library, "all_ratios": ratios}
+            "peak_beside_runs": statistics.median(peaks),
+            "minimal": summary(minimal), "mlp_jax": summary(library),
+            "ratio_to_minimal": statistics.median(
+                lib / ref for lib, ref in zip(library, minimal)),
+            "all_minimal": minimal, "all_mlp_jax": library, "all_peaks": peaks}
 
 
 def sweep_steps(cfg: Config, peak: float, seconds: float) -> int:
@@ -328,7 +339,8 @@ def measure_platform(bench: BenchConfig, data: Dataset, platform: str) -> dict:
                 **throughput(cfg, rate["steps_per_sec"], top)}
 
     f32_peak = peak["float32"]["flops_per_sec"]
-    tutorial = compare_with_minimal(bench.tutorial, data, device, bench.repeats, f32_peak)
+    tutorial = compare_with_minimal(bench.tutorial, data, device, bench.repeats,
+                                    peak["float32"]["size"])
     tutorial["mlp_jax_bfloat16"] = timed(
         dataclasses.replace(bench.tutorial, matmul_dtype="bfloat16"), "bfloat16")
     report = {"device": device.device_kind, "device_count": len(jax.devices(platform)),
@@ -393,13 +405,16 @@ def markdown(report: dict) -> str:
                       f"{dtype} {p['flops_per_sec'] / 1e9:,.0f} GFLOP/s ({p['size']}²)"
                       for dtype, p in peak.items()), "",
                   f"Tutorial protocol, {t['steps']} steps, "
-                  f"{t['flops_per_step'] / 1e6:,.0f} MFLOP of matrix products per step:", "",
+                  f"{t['flops_per_step'] / 1e6:,.0f} MFLOP of matrix products per step; the first "
+                  f"two rows' fraction of peak is the median over runs of each run against a "
+                  f"{peak['float32']['size']}² product timed beside it (median "
+                  f"{t['peak_beside_runs'] / 1e9:,.0f} GFLOP/s):", "",
                   *RATE_HEADER,
                   _rate_row("minimal hand-written loop", t["minimal"]),
                   _rate_row("mlp_jax", t["mlp_jax"]),
                   _rate_row("mlp_jax, bfloat16 matmuls", t["mlp_jax_bfloat16"]), "",
                   f"mlp_jax / minimal loop: **{t['ratio_to_minimal']:.1%}** (median of "
-                  f"{len(t['all_ratios'])} interleaved pairs); "
+                  f"{len(t['all_mlp_jax'])} interleaved pairs); "
                   f"compile {t['compile_seconds']:.1f} s",
                   ""]
         if "recipe" in r:

@@ -191,7 +191,7 @@ def gradient_norms(norms: dict[tuple[str, int], list[float]], path: str) -> str:
 
 def throughput_sweep(sweeps: dict[str, dict], path: str) -> str:
     """Plot examples/s against batch size and replicas, and fraction of peak against width."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     panels = [("batch_size", "batch size", "examples/s"),
               ("num_seeds", "replicas trained together (vmap), batch 100", "examples/s, all replicas"),
               ("width", "hidden width (two layers), batch 100", "fraction of matmul peak")]
@@ -201,7 +201,7 @@ def throughput_sweep(sweeps: dict[str, dict], path: str) -> str:
             x = [p["hidden"][0] if key == "width" else p[key] for p in points]
             y = [p["fraction_of_peak" if key == "width" else "examples_per_sec"] for p in points]
             ax.plot(x, y, marker="o", label=platform)
-        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, None))
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
         ax.legend()
