@@ -306,13 +306,19 @@ def sweep_steps(cfg: Config, peak: float, seconds: float) -> int:
     return int(np.clip(seconds * 0.3 * peak / flops, 10, 5000))
 
 
+def timed_throughput(cfg: Config, data: Dataset, device: jax.Device, peak: float,
+                     seconds: float) -> dict:
+    """Train `cfg` for about `seconds` per chunk; return compile seconds and its throughput."""
+    rate = steady_rate(cfg, data, device, sweep_steps(cfg, peak, seconds))
+    return {"compile_seconds": rate["compile_seconds"],
+            **throughput(cfg, rate["steps_per_sec"], peak)}
+
+
 def sweep(bench: BenchConfig, data: Dataset, device: jax.Device, peak: float) -> dict:
     """Measure throughput against batch size, replicas trained together, and hidden width."""
     def point(**changes) -> dict:
         run = dataclasses.replace(bench.tutorial, **changes)
-        steps = sweep_steps(run, peak, bench.seconds_per_point)
-        return {**changes, **throughput(run, steady_rate(run, data, device, steps)["steps_per_sec"],
-                                        peak)}
+        return {**changes, **timed_throughput(run, data, device, peak, bench.seconds_per_point)}
     by_batch = [point(batch_size=b) for b in bench.batch_sizes]
     best = max(p["examples_per_sec"] for p in by_batch)
     return {
@@ -334,9 +340,7 @@ def measure_platform(bench: BenchConfig, data: Dataset, platform: str) -> dict:
 
     def timed(cfg: Config, dtype: str = "float32") -> dict:
         top = peak.get(dtype, peak["float32"])["flops_per_sec"]
-        rate = steady_rate(cfg, data, device, sweep_steps(cfg, top, 4 * bench.seconds_per_point))
-        return {"compile_seconds": rate["compile_seconds"],
-                **throughput(cfg, rate["steps_per_sec"], top)}
+        return timed_throughput(cfg, data, device, top, 4 * bench.seconds_per_point)
 
     f32_peak = peak["float32"]["flops_per_sec"]
     tutorial = compare_with_minimal(bench.tutorial, data, device, bench.repeats,

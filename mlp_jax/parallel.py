@@ -15,14 +15,12 @@ from mlp_jax.errors import InputError
 COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
 
 
-def initialize_distributed() -> bool:
-    """Join a multi-host run when a coordinator address is set; return whether it did."""
-    if not os.environ.get(COORDINATOR_ENV):
-        return False
-    count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
-    jax.distributed.initialize(num_processes=int(count) if count else None,
-                               process_id=int(index) if index else None)
-    return True
+def initialize_distributed() -> None:
+    """Join a multi-host run when a coordinator address is set."""
+    if os.environ.get(COORDINATOR_ENV):
+        count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        jax.distributed.initialize(num_processes=int(count) if count else None,
+                                   process_id=int(index) if index else None)
 
 
 def select_devices(requested: int, visible: Sequence[jax.Device] | None = None
