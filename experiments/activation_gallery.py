@@ -26,9 +26,15 @@ def curves() -> list[dict]:
     for name in backprop.DERIVATIVES:
         f = activations.make(name)
         a = f(z)
-        out.append({"name": name, "z": np.asarray(z), "f": np.asarray(a),
-                    "manual": np.asarray(backprop.DERIVATIVES[name](z, a, 0.01)),
-                    "autodiff": np.asarray(jax.vmap(jax.grad(f))(z))})
+        out.append(
+            {
+                "name": name,
+                "z": np.asarray(z),
+                "f": np.asarray(a),
+                "manual": np.asarray(backprop.DERIVATIVES[name](z, a, 0.01)),
+                "autodiff": np.asarray(jax.vmap(jax.grad(f))(z)),
+            }
+        )
     return out
 
 

@@ -8,7 +8,6 @@ full-batch Adam; error measured on 2,000 points.
     python -m experiments.approx   # about 30 s; results/teaching/approx.{md,png}
 """
 
-
 from absl import flags
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +17,9 @@ from mlp_jax import plots, results, teaching
 
 flags.DEFINE_list("widths", ["1", "2", "4", "8", "16", "32", "64", "128"], "Hidden widths K.")
 flags.DEFINE_integer("steps", 4000, "Adam steps per width.")
-flags.DEFINE_string("out", "results/teaching/approx", "Path stem of the table (.md) and figure (.png).")
+flags.DEFINE_string(
+    "out", "results/teaching/approx", "Path stem of the table (.md) and figure (.png)."
+)
 FLAGS = flags.FLAGS
 
 
@@ -39,12 +40,28 @@ def main(argv: list[str]) -> None:
         fits[width] = (np.asarray(fitted[:, 0]), error)
         rows.append(f"| {width} | {error:.4f} |")
         print(rows[-1], flush=True)
-    results.write_text(FLAGS.out + ".md", "\n".join([
-            "# One hidden ReLU layer approximating f(x) = sin(2 pi x) + |x - 0.5| on [0, 1]", "",
-            f"Command: `python -m experiments.approx --steps={FLAGS.steps}`", "",
-            "| hidden units K | max abs error on 2,000 points |", "|---|---|", *rows]) + "\n")
-    print("wrote", FLAGS.out + ".md", plots.approximation(
-        np.asarray(x_test[:, 0]), np.asarray(target(x_test[:, 0])), fits, FLAGS.out + ".png"))
+    results.write_text(
+        FLAGS.out + ".md",
+        "\n".join(
+            [
+                "# One hidden ReLU layer approximating f(x) = sin(2 pi x) + |x - 0.5| on [0, 1]",
+                "",
+                f"Command: `python -m experiments.approx --steps={FLAGS.steps}`",
+                "",
+                "| hidden units K | max abs error on 2,000 points |",
+                "|---|---|",
+                *rows,
+            ]
+        )
+        + "\n",
+    )
+    print(
+        "wrote",
+        FLAGS.out + ".md",
+        plots.approximation(
+            np.asarray(x_test[:, 0]), np.asarray(target(x_test[:, 0])), fits, FLAGS.out + ".png"
+        ),
+    )
 
 
 if __name__ == "__main__":

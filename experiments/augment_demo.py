@@ -18,8 +18,11 @@ flags.DEFINE_integer("columns", 8, "Random draws per row.")
 flags.DEFINE_integer("digit", 0, "Index of the test image to distort.")
 cli.define_config_flags()
 FLAGS = flags.FLAGS
-ROWS = (("original", ()), *((kind, (kind,)) for kind in augment.KINDS),
-        ("affine+elastic+noise", ("affine", "elastic", "noise")))
+ROWS = (
+    ("original", ()),
+    *((kind, (kind,)) for kind in augment.KINDS),
+    ("affine+elastic+noise", ("affine", "elastic", "noise")),
+)
 
 
 def main(argv: list[str]) -> None:

@@ -42,9 +42,13 @@ FLAGS = flags.FLAGS
 
 def bench_config() -> benchmark.BenchConfig:
     """Turn the flags into the benchmark's config."""
-    tutorial = Config(hidden=parse_hidden(FLAGS.hidden), act=FLAGS.act,
-                      batch_size=FLAGS.batch_size, epochs=FLAGS.epochs,
-                      data_dir=cli.data_dir(FLAGS.data_dir))
+    tutorial = Config(
+        hidden=parse_hidden(FLAGS.hidden),
+        act=FLAGS.act,
+        batch_size=FLAGS.batch_size,
+        epochs=FLAGS.epochs,
+        data_dir=cli.data_dir(FLAGS.data_dir),
+    )
     recipe = None
     if FLAGS.recipe:
         (row,) = grids.get("best_cpu")
@@ -53,20 +57,29 @@ def bench_config() -> benchmark.BenchConfig:
     platforms = FLAGS.platforms or available
     for platform in platforms:
         if platform not in available:
-            raise InputError(f"unknown --platforms {platform!r}; accepted here: "
-                             f"{', '.join(available)}")
-    return benchmark.BenchConfig(tutorial=tutorial, recipe=recipe, platforms=tuple(platforms),
-                                 repeats=FLAGS.repeats, sweep=FLAGS.sweep,
-                                 seconds_per_point=FLAGS.seconds_per_point)
+            raise InputError(
+                f"unknown --platforms {platform!r}; accepted here: {', '.join(available)}"
+            )
+    return benchmark.BenchConfig(
+        tutorial=tutorial,
+        recipe=recipe,
+        platforms=tuple(platforms),
+        repeats=FLAGS.repeats,
+        sweep=FLAGS.sweep,
+        seconds_per_point=FLAGS.seconds_per_point,
+    )
 
 
 def main(argv: list[str]) -> None:
     del argv
     bench = bench_config()
     dataset = data.load(bench.tutorial.dataset, bench.tutorial.data_dir)
-    report = {"command": "python -m experiments.bench " + " ".join(sys.argv[1:]),
-              "date": datetime.date.today().isoformat(), **results.environment(),
-              **benchmark.run(bench, dataset)}
+    report = {
+        "command": "python -m experiments.bench " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        **results.environment(),
+        **benchmark.run(bench, dataset),
+    }
     text = benchmark.markdown(report)
     print(text)
     paths = [FLAGS.json] if FLAGS.json else []
@@ -75,8 +88,10 @@ def main(argv: list[str]) -> None:
         paths.append(os.path.join(FLAGS.out_dir, "bench.json"))
         results.write_text(os.path.join(FLAGS.out_dir, "bench.md"), text)
         if bench.sweep:
-            plots.throughput_sweep({p: r["sweep"] for p, r in report["platforms"].items()},
-                                   os.path.join(FLAGS.out_dir, "sweep.png"))
+            plots.throughput_sweep(
+                {p: r["sweep"] for p, r in report["platforms"].items()},
+                os.path.join(FLAGS.out_dir, "sweep.png"),
+            )
     for path in paths:
         results.write_text(path, json.dumps(report, indent=1) + "\n")
 

@@ -38,9 +38,17 @@ def main(argv: list[str]) -> None:
         missing = [seed for seed in range(FLAGS.seeds) if seed not in done]
         if not missing:
             continue
-        command = [FLAGS.python, "-m", "experiments.mlp", f"--name={row.name}", *row.args(),
-                   *extra, f"--seed={missing[0]}", f"--num_seeds={FLAGS.seeds - missing[0]}",
-                   f"--out={results_path}"]
+        command = [
+            FLAGS.python,
+            "-m",
+            "experiments.mlp",
+            f"--name={row.name}",
+            *row.args(),
+            *extra,
+            f"--seed={missing[0]}",
+            f"--num_seeds={FLAGS.seeds - missing[0]}",
+            f"--out={results_path}",
+        ]
         log = os.path.join(out, "logs", f"{row.name}.log")
         print(f"{shlex.join(command)} > {shlex.quote(log)} 2>&1")
 

@@ -18,24 +18,41 @@ from experiments import cli
 from mlp_jax import data, results, teaching, train
 from mlp_jax.config import Config
 
-flags.DEFINE_string("data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS.")
+flags.DEFINE_string(
+    "data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS."
+)
 flags.DEFINE_integer("steps", 2000, "Training steps per initialisation.")
 flags.DEFINE_string("out", "results/teaching/init_symmetry.md", "Where to write the table.")
 FLAGS = flags.FLAGS
-INITS = (("zeros", "zeros"), ("constant 0.1", "constant"), ("normal 0.01", "normal"),
-         ("lecun_normal", "lecun_normal"))
+INITS = (
+    ("zeros", "zeros"),
+    ("constant 0.1", "constant"),
+    ("normal 0.01", "normal"),
+    ("lecun_normal", "lecun_normal"),
+)
 
 
 def main(argv: list[str]) -> None:
     del argv
-    base = Config(hidden=(64,), act="sigmoid", steps=FLAGS.steps, eval_every=FLAGS.steps,
-                  bias_init="zeros", data_dir=cli.data_dir(FLAGS.data_dir))
+    base = Config(
+        hidden=(64,),
+        act="sigmoid",
+        steps=FLAGS.steps,
+        eval_every=FLAGS.steps,
+        bias_init="zeros",
+        data_dir=cli.data_dir(FLAGS.data_dir),
+    )
     dataset = data.load(base.dataset, base.data_dir, base.validation_size)
-    lines = ["# Symmetry of initialisation", "",
-             f"Command: `python -m experiments.init_symmetry --steps={FLAGS.steps}`", "",
-             "784-64-10 sigmoid MLP, biases zero, SGD lr 0.5, batch 100.", "",
-             "| weight initialisation | distinct hidden units (of 64) | test accuracy |",
-             "|---|---|---|"]
+    lines = [
+        "# Symmetry of initialisation",
+        "",
+        f"Command: `python -m experiments.init_symmetry --steps={FLAGS.steps}`",
+        "",
+        "784-64-10 sigmoid MLP, biases zero, SGD lr 0.5, batch 100.",
+        "",
+        "| weight initialisation | distinct hidden units (of 64) | test accuracy |",
+        "|---|---|---|",
+    ]
     for label, init in INITS:
         cfg = dataclasses.replace(base, weight_init=init)
         fit = train.fit(cfg, dataset)

@@ -13,7 +13,6 @@ error L = 1/(2N) sum (y' - y)^2, every weight and the bias starting at 0.1:
 writes the printout to results/teaching/iris_neuron.md.
 """
 
-
 from absl import flags
 import jax.numpy as jnp
 import numpy as np
@@ -43,17 +42,27 @@ def train(x: np.ndarray, y: np.ndarray, lr: float, epochs: int) -> tuple[jnp.nda
 def main(argv: list[str]) -> None:
     del argv
     features, labels = data.load_iris(FLAGS.data_dir)
-    lines = ["# A single sigmoid neuron on Iris", "",
-             f"Command: `python -m experiments.iris_neuron --data_dir={FLAGS.data_dir}`", "",
-             "## Worked example: rows 0-2 with labels 0, 1, 0; w = 0.1, b = 0.1, lr = 0.5", ""]
+    lines = [
+        "# A single sigmoid neuron on Iris",
+        "",
+        f"Command: `python -m experiments.iris_neuron --data_dir={FLAGS.data_dir}`",
+        "",
+        "## Worked example: rows 0-2 with labels 0, 1, 0; w = 0.1, b = 0.1, lr = 0.5",
+        "",
+    ]
     x, y = jnp.asarray(features[:3]), jnp.array([0.0, 1.0, 0.0])
     step = backprop.neuron_step(jnp.full(4, 0.1), jnp.array(0.1), x, y, 0.5)
     for i in range(3):
-        lines.append(f"- row {i}: x = {fmt(features[i], 1)}, y = {int(y[i])}, "
-                     f"y' = {float(step['output'][i]):.6f}")
-    lines += [f"- L = 1/(2*3) * sum (y' - y)^2 = {float(step['loss']):.6f}",
-              f"- dL/dw0 = 1/3 * sum (y' - y) y' (1 - y') x0 = {float(step['grad_w'][0]):.6f}",
-              f"- updated w0 = 0.1 - 0.5 * dL/dw0 = {float(step['w'][0]):.6f}", ""]
+        lines.append(
+            f"- row {i}: x = {fmt(features[i], 1)}, y = {int(y[i])}, "
+            f"y' = {float(step['output'][i]):.6f}"
+        )
+    lines += [
+        f"- L = 1/(2*3) * sum (y' - y)^2 = {float(step['loss']):.6f}",
+        f"- dL/dw0 = 1/3 * sum (y' - y) y' (1 - y') x0 = {float(step['grad_w'][0]):.6f}",
+        f"- updated w0 = 0.1 - 0.5 * dL/dw0 = {float(step['w'][0]):.6f}",
+        "",
+    ]
 
     train_rows = np.r_[0:40, 50:90]
     test_rows = np.r_[40:50, 90:100]
@@ -62,11 +71,16 @@ def main(argv: list[str]) -> None:
         out = np.asarray(jnp.asarray(features[test_rows]) @ w + b)
         predicted = (1 / (1 + np.exp(-out)) > 0.5).astype(int)
         accuracy = float(np.mean(predicted == labels[test_rows]))
-        lines += [f"## Setosa (0) vs versicolor (1), lr 0.1, {epochs} epochs", "",
-                  f"- w = {fmt(w, 4)}, b = {float(b):.4f}",
-                  f"- test rows 40-49, 90-99: y' = {fmt(1 / (1 + np.exp(-out)))}",
-                  f"- predicted {predicted.tolist()}", f"- true      {labels[test_rows].tolist()}",
-                  f"- test accuracy {accuracy:.2f}", ""]
+        lines += [
+            f"## Setosa (0) vs versicolor (1), lr 0.1, {epochs} epochs",
+            "",
+            f"- w = {fmt(w, 4)}, b = {float(b):.4f}",
+            f"- test rows 40-49, 90-99: y' = {fmt(1 / (1 + np.exp(-out)))}",
+            f"- predicted {predicted.tolist()}",
+            f"- true      {labels[test_rows].tolist()}",
+            f"- test accuracy {accuracy:.2f}",
+            "",
+        ]
     text = "\n".join(lines)
     print(text)
     results.write_text(FLAGS.out, text)

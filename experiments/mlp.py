@@ -17,19 +17,25 @@ from mlp_jax import data, plots, results, train
 from mlp_jax.errors import InputError
 
 flags.DEFINE_string("out", "runs/results.jsonl", "JSON-lines file the run records are appended to.")
-flags.DEFINE_string("plot_dir", None, "Write the curves, misclassified digits and confusion "
-                    "matrix of the first seed here (PNG).")
+flags.DEFINE_string(
+    "plot_dir",
+    None,
+    "Write the curves, misclassified digits and confusion matrix of the first seed here (PNG).",
+)
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
 
 def describe(entry: dict) -> str:
     """Return the progress line of one evaluation (means over replicas)."""
-    mean = {k: results.summarize(entry[k])[0] for k in ("train_loss", "val_accuracy",
-                                                         "test_accuracy")}
-    return (f"step {entry['step']:6d}  train_loss {mean['train_loss']:.4f}  "
-            f"val_accuracy {mean['val_accuracy']:.4f}  test_accuracy {mean['test_accuracy']:.4f}  "
-            f"steps/s {entry['steps_per_sec']:.0f}")
+    mean = {
+        k: results.summarize(entry[k])[0] for k in ("train_loss", "val_accuracy", "test_accuracy")
+    }
+    return (
+        f"step {entry['step']:6d}  train_loss {mean['train_loss']:.4f}  "
+        f"val_accuracy {mean['val_accuracy']:.4f}  test_accuracy {mean['test_accuracy']:.4f}  "
+        f"steps/s {entry['steps_per_sec']:.0f}"
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -47,12 +53,19 @@ def main(argv: list[str]) -> None:
         results.append(records, FLAGS.out)
     if FLAGS.plot_dir:
         predicted = train.predict_test_split(cfg, fit, dataset)
-        written = plots.run_figures(fit.history, np.asarray(dataset.test_x),
-                                    np.asarray(dataset.test_y), predicted, FLAGS.plot_dir,
-                                    records[0]["name"])
+        written = plots.run_figures(
+            fit.history,
+            np.asarray(dataset.test_x),
+            np.asarray(dataset.test_y),
+            predicted,
+            FLAGS.plot_dir,
+            records[0]["name"],
+        )
         print("figures:", " ".join(written))
-    print(f"compile {fit.compile_seconds:.1f}s  train {fit.train_seconds:.1f}s  "
-          f"eval {fit.eval_seconds:.1f}s  {fit.steps_per_sec:.0f} steps/s  -> {FLAGS.out}")
+    print(
+        f"compile {fit.compile_seconds:.1f}s  train {fit.train_seconds:.1f}s  "
+        f"eval {fit.eval_seconds:.1f}s  {fit.steps_per_sec:.0f} steps/s  -> {FLAGS.out}"
+    )
     for record in records:
         if record["diverged"]:
             print(f"seed={record['seed']} diverged at step {record['diverged_at_step']}")

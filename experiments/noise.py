@@ -1,4 +1,5 @@
-"""Robustness table: models trained with and without noise or distortions, tested on corrupted digits.
+"""Robustness table: models trained with and without noise or distortions, tested on corrupted
+digits.
 
 Each variant trains the recipe given by the flags with a different --augment; every model is then
 tested on the whole test set under Gaussian noise (sigma 0 to 0.5), salt-and-pepper noise and
@@ -18,9 +19,11 @@ from experiments import cli
 from mlp_jax import data, plots, results, robustness, tables, train
 
 flags.DEFINE_string("out_dir", "runs/robustness", "Folder for the table, plot and records.")
-flags.DEFINE_list("variants", ["clean=", "noise=noise", "salt_pepper=salt_pepper",
-                               "distortions=affine+elastic"],
-                  "NAME=AUGMENTATIONS pairs, separated by commas within each by '+'.")
+flags.DEFINE_list(
+    "variants",
+    ["clean=", "noise=noise", "salt_pepper=salt_pepper", "distortions=affine+elastic"],
+    "NAME=AUGMENTATIONS pairs, separated by commas within each by '+'.",
+)
 cli.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -40,14 +43,30 @@ def main(argv: list[str]) -> None:
             record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
         results.append(variant_records, os.path.join(FLAGS.out_dir, "results.jsonl"))
         records += variant_records
-        rows.append({"model": name, "augment": cfg.augment or "none",
-                     **{k: results.summarize(v) for k, v in accuracies.items()}})
-        print(f"{name}: " + "  ".join(f"{k} {results.summarize(v)[0]:.4f}"
-                                      for k, v in accuracies.items()), flush=True)
-    header = tables.provenance("python -m experiments.noise " + " ".join(sys.argv[1:]),
-                               records, time.perf_counter() - start)
-    print("wrote", tables.write_robustness(rows, FLAGS.out_dir, header), plots.robustness(
-        rows, robustness.NOISE_STDS, os.path.join(FLAGS.out_dir, "robustness.png")))
+        rows.append(
+            {
+                "model": name,
+                "augment": cfg.augment or "none",
+                **{k: results.summarize(v) for k, v in accuracies.items()},
+            }
+        )
+        print(
+            f"{name}: "
+            + "  ".join(f"{k} {results.summarize(v)[0]:.4f}" for k, v in accuracies.items()),
+            flush=True,
+        )
+    header = tables.provenance(
+        "python -m experiments.noise " + " ".join(sys.argv[1:]),
+        records,
+        time.perf_counter() - start,
+    )
+    print(
+        "wrote",
+        tables.write_robustness(rows, FLAGS.out_dir, header),
+        plots.robustness(
+            rows, robustness.NOISE_STDS, os.path.join(FLAGS.out_dir, "robustness.png")
+        ),
+    )
 
 
 if __name__ == "__main__":

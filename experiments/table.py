@@ -17,10 +17,14 @@ from mlp_jax.errors import InputError
 
 flags.DEFINE_string("results", None, "JSON-lines file of run records.", required=True)
 flags.DEFINE_string("grid", None, "Order rows as this grid does (default: as they appear).")
-flags.DEFINE_list("format", ["md"], f"Output format(s), comma-separated: "
-                  f"{', '.join(tables.FORMATS)}.")
-flags.DEFINE_string("out", None, "Write here, one file per format with its extension, and the "
-                    "chart next to it; default: print.")
+flags.DEFINE_list(
+    "format", ["md"], f"Output format(s), comma-separated: {', '.join(tables.FORMATS)}."
+)
+flags.DEFINE_string(
+    "out",
+    None,
+    "Write here, one file per format with its extension, and the chart next to it; default: print.",
+)
 flags.DEFINE_string("command", None, "The command that produced the results, for the header.")
 flags.DEFINE_float("wall_seconds", None, "Total wall time of that command, for the header.")
 FLAGS = flags.FLAGS
@@ -30,14 +34,16 @@ def main(argv: list[str]) -> None:
     del argv
     unknown = [form for form in FLAGS.format if form not in tables.FORMATS]
     if unknown:
-        raise InputError(f"unknown --format {','.join(unknown)!r}; accepted: "
-                         f"{', '.join(tables.FORMATS)}")
+        raise InputError(
+            f"unknown --format {','.join(unknown)!r}; accepted: {', '.join(tables.FORMATS)}"
+        )
     if not os.path.isfile(FLAGS.results):
         raise InputError(f"missing results file {FLAGS.results!r}")
     records = results.read(FLAGS.results)
     lines = tables.build(records, FLAGS.grid)
-    top = tables.provenance(FLAGS.command or f"results of {FLAGS.results}", records,
-                            FLAGS.wall_seconds)
+    top = tables.provenance(
+        FLAGS.command or f"results of {FLAGS.results}", records, FLAGS.wall_seconds
+    )
     if not FLAGS.out:
         for form in FLAGS.format:
             print(tables.FORMATS[form](lines, top), end="")
@@ -48,8 +54,9 @@ def main(argv: list[str]) -> None:
         written.append(f"{stem}.{tables.EXTENSIONS[form]}")
         with open(written[-1], "w", encoding="utf-8") as f:
             f.write(tables.FORMATS[form](lines, top))
-    written.append(plots.table_chart(lines, stem + ".png",
-                                     FLAGS.grid or os.path.basename(FLAGS.results)))
+    written.append(
+        plots.table_chart(lines, stem + ".png", FLAGS.grid or os.path.basename(FLAGS.results))
+    )
     print("wrote", " ".join(written))
 
 

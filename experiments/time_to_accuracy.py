@@ -32,27 +32,47 @@ def main(argv: list[str]) -> None:
         seconds = entry["train_seconds"] + entry["eval_seconds"]
         for r, accuracy in enumerate(entry["test_accuracy"]):
             if accuracy >= FLAGS.target and r not in reached:
-                reached[r] = {"step": entry["step"], "seconds": seconds,
-                              "train_seconds": entry["train_seconds"]}
-        print(f"step {entry['step']:6d}  {seconds:6.1f}s  test_accuracy "
-              + " ".join(f"{a:.4f}" for a in entry["test_accuracy"]), flush=True)
+                reached[r] = {
+                    "step": entry["step"],
+                    "seconds": seconds,
+                    "train_seconds": entry["train_seconds"],
+                }
+        print(
+            f"step {entry['step']:6d}  {seconds:6.1f}s  test_accuracy "
+            + " ".join(f"{a:.4f}" for a in entry["test_accuracy"]),
+            flush=True,
+        )
         return len(reached) == cfg.num_seeds
 
     fit = train.fit(cfg, dataset, on_eval=watch)
     records = results.run_records(cfg, fit, cfg.dataset)
     for r, record in enumerate(records):
         hit = reached.get(r)
-        record.update(target=FLAGS.target, reached_at_step=hit and hit["step"],
-                      seconds_to_target=hit and hit["seconds"],
-                      train_seconds_to_target=hit and hit["train_seconds"])
-        print(f"seed={record['seed']} " + (
-            f"reached {FLAGS.target} at step {hit['step']}: {hit['seconds']:.1f}s "
-            f"(training alone {hit['train_seconds']:.1f}s), compile {fit.compile_seconds:.1f}s"
-            if hit else f"never reached {FLAGS.target} in {fit.steps} steps"))
+        record.update(
+            target=FLAGS.target,
+            reached_at_step=hit and hit["step"],
+            seconds_to_target=hit and hit["seconds"],
+            train_seconds_to_target=hit and hit["train_seconds"],
+        )
+        print(
+            f"seed={record['seed']} "
+            + (
+                f"reached {FLAGS.target} at step {hit['step']}: {hit['seconds']:.1f}s "
+                f"(training alone {hit['train_seconds']:.1f}s), compile {fit.compile_seconds:.1f}s"
+                if hit
+                else f"never reached {FLAGS.target} in {fit.steps} steps"
+            )
+        )
     results.append(records, FLAGS.out)
-    print(json.dumps({"target": FLAGS.target, "seconds_to_target":
-                      [r["seconds_to_target"] for r in records],
-                      "compile_seconds": fit.compile_seconds}))
+    print(
+        json.dumps(
+            {
+                "target": FLAGS.target,
+                "seconds_to_target": [r["seconds_to_target"] for r in records],
+                "compile_seconds": fit.compile_seconds,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from experiments import cli
 from mlp_jax import data, plots, results, teaching, train
 from mlp_jax.config import Config
 
-flags.DEFINE_string("data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS.")
+flags.DEFINE_string(
+    "data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS."
+)
 flags.DEFINE_list("checkpoints", ["100", "1000"], "Training steps after which norms are measured.")
 flags.DEFINE_string("out", "results/teaching/vanishing", "Path stem of the table and figure.")
 FLAGS = flags.FLAGS
@@ -28,8 +30,13 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
     del argv
-    base = Config(hidden=(100,) * 8, lr=0.1, weight_init="lecun_normal", bias_init="zeros",
-                  data_dir=cli.data_dir(FLAGS.data_dir))
+    base = Config(
+        hidden=(100,) * 8,
+        lr=0.1,
+        weight_init="lecun_normal",
+        bias_init="zeros",
+        data_dir=cli.data_dir(FLAGS.data_dir),
+    )
     dataset = data.load(base.dataset, base.data_dir, base.validation_size)
     x, y = dataset.train_x[:1000], dataset.train_y[:1000]
     norms, lines = {}, []
@@ -45,15 +52,33 @@ def main(argv: list[str]) -> None:
             norms[(act, steps)] = teaching.layer_gradient_norms(cfg, params, x, y)
             lines.append(f"after {steps} steps, {act}: test accuracy {fit.test_accuracy[0]:.4f}")
     layers = len(base.hidden) + 1
-    table = ["| net | step | " + " | ".join(f"layer {i + 1}" for i in range(layers))
-             + " | first / last |", "|---|---|" + "---|" * (layers + 1)]
+    table = [
+        "| net | step | "
+        + " | ".join(f"layer {i + 1}" for i in range(layers))
+        + " | first / last |",
+        "|---|---|" + "---|" * (layers + 1),
+    ]
     for (act, steps), values in norms.items():
-        table.append(f"| {act} | {steps} | " + " | ".join(f"{v:.2e}" for v in values)
-                     + f" | {values[0] / values[-1]:.1e} |")
-    results.write_text(FLAGS.out + ".md", "\n".join([
-        "# Gradient norm of each layer's weights, 8 hidden layers of 100", "",
-        "Command: `python -m experiments.vanishing`", "", *table, "",
-        *[f"- {line}" for line in lines]]) + "\n")
+        table.append(
+            f"| {act} | {steps} | "
+            + " | ".join(f"{v:.2e}" for v in values)
+            + f" | {values[0] / values[-1]:.1e} |"
+        )
+    results.write_text(
+        FLAGS.out + ".md",
+        "\n".join(
+            [
+                "# Gradient norm of each layer's weights, 8 hidden layers of 100",
+                "",
+                "Command: `python -m experiments.vanishing`",
+                "",
+                *table,
+                "",
+                *[f"- {line}" for line in lines],
+            ]
+        )
+        + "\n",
+    )
     print("\n".join(table + lines))
     print("wrote", FLAGS.out + ".md", plots.gradient_norms(norms, FLAGS.out + ".png"))
 

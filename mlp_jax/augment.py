@@ -11,6 +11,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from mlp_jax.settings import FRACTION, NON_NEGATIVE, setting, validate
+
 SIDE = 28
 KINDS = ("noise", "salt_pepper", "affine", "elastic")
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
@@ -20,14 +22,31 @@ Augment = Callable[[jax.Array, jax.Array], jax.Array]
 class Strengths:
     """How strong each augmentation is."""
 
-    noise_std: float = 0.2  # Gaussian pixel noise
-    salt_pepper: float = 0.05  # fraction of pixels set to 0 or 1
-    rotate: float = 10.0  # degrees, uniform in [-rotate, rotate]
-    scale: float = 0.1  # zoom uniform in [1 - scale, 1 + scale]
-    shear: float = 10.0  # degrees
-    translate: float = 2.0  # pixels along each axis
-    elastic_alpha: float = 34.0  # displacement scale, pixels
-    elastic_sigma: float = 4.0  # width of the Gaussian smoothing the displacement field
+    noise_std: float = setting(
+        0.2, "Standard deviation of the Gaussian pixel noise.", within=NON_NEGATIVE
+    )
+    salt_pepper: float = setting(
+        0.05, "Fraction of pixels salt-and-pepper noise sets to 0 or 1.", within=FRACTION
+    )
+    rotate: float = setting(
+        10.0, "Affine: maximum rotation, degrees (uniform in +-rotate).", within=NON_NEGATIVE
+    )
+    scale: float = setting(0.1, "Affine: maximum relative zoom in or out.", within=NON_NEGATIVE)
+    shear: float = setting(10.0, "Affine: maximum shear, degrees.", within=NON_NEGATIVE)
+    translate: float = setting(
+        2.0, "Affine: maximum shift along each axis, pixels.", within=NON_NEGATIVE
+    )
+    elastic_alpha: float = setting(
+        34.0, "Elastic: displacement scale alpha (Simard 2003), pixels.", within=NON_NEGATIVE
+    )
+    elastic_sigma: float = setting(
+        4.0,
+        "Elastic: width sigma of the Gaussian smoothing the displacement field, pixels.",
+        within=NON_NEGATIVE,
+    )
+
+    def __post_init__(self):
+        validate(self)
 
 
 def gaussian_noise(key: jax.Array, x: jax.Array, std: float) -> jax.Array:
@@ -44,8 +63,7 @@ def salt_and_pepper(key: jax.Array, x: jax.Array, amount: float) -> jax.Array:
 def _pixel_grid() -> jax.Array:
     """Return (2, SIDE, SIDE) row and column coordinates relative to the image centre."""
     centre = (SIDE - 1) / 2
-    rows, cols = jnp.meshgrid(jnp.arange(SIDE) - centre, jnp.arange(SIDE) - centre,
-                              indexing="ij")
+    rows, cols = jnp.meshgrid(jnp.arange(SIDE) - centre, jnp.arange(SIDE) - centre, indexing="ij")
     return jnp.stack([rows, cols])
 
 
@@ -83,8 +101,10 @@ def resample(x: jax.Array, offsets: jax.Array) -> jax.Array:
     coords = _pixel_grid()[None] + offsets + (SIDE - 1) / 2
 
     def one(image, where):
-        return jax.scipy.ndimage.map_coordinates(image, [where[0], where[1]], order=1,
-                                                 mode="constant", cval=0.0)
+        return jax.scipy.ndimage.map_coordinates(
+            image, [where[0], where[1]], order=1, mode="constant", cval=0.0
+        )
+
     return jax.vmap(one)(images, coords).reshape(x.shape)
 
 
@@ -107,4 +127,5 @@ def make(kinds: tuple[str, ...], s: Strengths) -> Augment | None:
         if "salt_pepper" in kinds:
             x = salt_and_pepper(k_salt, x, s.salt_pepper)
         return x
+
     return augment

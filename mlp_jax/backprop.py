@@ -49,8 +49,10 @@ DERIVATIVES: dict[str, Derivative] = {
 def check(act: str) -> None:
     """Raise InputError unless `act` has a hand-written derivative."""
     if act not in DERIVATIVES:
-        raise InputError(f"--grad=manual has no hand-written derivative for {act!r}; accepted: "
-                         f"{', '.join(DERIVATIVES)}")
+        raise InputError(
+            f"--grad=manual has no hand-written derivative for {act!r}; accepted: "
+            f"{', '.join(DERIVATIVES)}"
+        )
 
 
 def layers(params: dict) -> list[dict]:
@@ -59,8 +61,9 @@ def layers(params: dict) -> list[dict]:
     return [dense[f"Dense_{i}"] for i in range(len(dense))]
 
 
-def forward(params: dict, x: jax.Array, act: str, slope: float = 0.01
-            ) -> tuple[list[jax.Array], list[jax.Array]]:
+def forward(
+    params: dict, x: jax.Array, act: str, slope: float = 0.01
+) -> tuple[list[jax.Array], list[jax.Array]]:
     """Return every layer's pre-activations z and activations a (a[0] is the input)."""
     f = activations.make(act, slope)
     zs, acts = [], [x]
@@ -80,31 +83,54 @@ def output_delta(logits: jax.Array, targets: jax.Array, loss: str) -> jax.Array:
     return s - targets
 
 
-def deltas(params: dict, zs: list[jax.Array], acts: list[jax.Array], targets: jax.Array,
-           act: str, loss: str, slope: float = 0.01) -> list[jax.Array]:
+def deltas(
+    params: dict,
+    zs: list[jax.Array],
+    acts: list[jax.Array],
+    targets: jax.Array,
+    act: str,
+    loss: str,
+    slope: float = 0.01,
+) -> list[jax.Array]:
     """Return delta_l for every layer, input layer first, by the chain rule from the output."""
     dense = layers(params)
     out = [output_delta(zs[-1], targets, loss)]
-    for l in range(len(dense) - 2, -1, -1):
-        back = out[0] @ dense[l + 1]["kernel"].T
-        out.insert(0, back * DERIVATIVES[act](zs[l], acts[l + 1], slope))
+    for layer in range(len(dense) - 2, -1, -1):
+        back = out[0] @ dense[layer + 1]["kernel"].T
+        out.insert(0, back * DERIVATIVES[act](zs[layer], acts[layer + 1], slope))
     return out
 
 
-def backward(params: dict, zs: list[jax.Array], acts: list[jax.Array], labels: jax.Array,
-             act: str, loss: str = "cross_entropy", slope: float = 0.01, smoothing: float = 0.0
-             ) -> dict:
+def backward(
+    params: dict,
+    zs: list[jax.Array],
+    acts: list[jax.Array],
+    labels: jax.Array,
+    act: str,
+    loss: str = "cross_entropy",
+    slope: float = 0.01,
+    smoothing: float = 0.0,
+) -> dict:
     """Return d(batch-mean loss)/d(params) from a forward pass's z and a, shaped like `params`."""
     targets = jax.nn.one_hot(labels, zs[-1].shape[-1], dtype=zs[-1].dtype)
     targets = targets * (1 - smoothing) + smoothing / targets.shape[-1]
     n = acts[0].shape[0]
-    grads = {f"Dense_{l}": {"kernel": acts[l].T @ delta / n, "bias": jnp.mean(delta, axis=0)}
-             for l, delta in enumerate(deltas(params, zs, acts, targets, act, loss, slope))}
+    grads = {
+        f"Dense_{i}": {"kernel": acts[i].T @ delta / n, "bias": jnp.mean(delta, axis=0)}
+        for i, delta in enumerate(deltas(params, zs, acts, targets, act, loss, slope))
+    }
     return {"params": grads}
 
 
-def gradients(params: dict, x: jax.Array, labels: jax.Array, act: str = "relu",
-              loss: str = "cross_entropy", slope: float = 0.01, smoothing: float = 0.0) -> dict:
+def gradients(
+    params: dict,
+    x: jax.Array,
+    labels: jax.Array,
+    act: str = "relu",
+    loss: str = "cross_entropy",
+    slope: float = 0.01,
+    smoothing: float = 0.0,
+) -> dict:
     """Return d(batch-mean loss)/d(params), shaped like `params`, without autodiff."""
     check(act)
     zs, acts = forward(params, x, act, slope)
@@ -116,5 +142,11 @@ def neuron_step(w: jax.Array, b: jax.Array, x: jax.Array, y: jax.Array, lr: floa
     out = jax.nn.sigmoid(x @ w + b)
     delta = (out - y) * out * (1 - out)  # dL/dz per example, times N
     grad_w, grad_b = x.T @ delta / len(y), jnp.mean(delta)
-    return {"output": out, "loss": 0.5 * jnp.mean((out - y) ** 2), "grad_w": grad_w,
-            "grad_b": grad_b, "w": w - lr * grad_w, "b": b - lr * grad_b}
+    return {
+        "output": out,
+        "loss": 0.5 * jnp.mean((out - y) ** 2),
+        "grad_w": grad_w,
+        "grad_b": grad_b,
+        "w": w - lr * grad_w,
+        "b": b - lr * grad_b,
+    }

@@ -4,6 +4,7 @@ what each performance choice buys, and throughput against batch size, replicas a
 from collections.abc import Callable, Sequence
 import dataclasses
 import functools
+import itertools
 import statistics
 import time
 
@@ -41,7 +42,7 @@ class BenchConfig:
 def layer_sizes(hidden: Sequence[int]) -> list[tuple[int, int]]:
     """Return the (inputs, outputs) of every Dense layer of an MNIST MLP."""
     sizes = (NUM_INPUTS, *hidden, NUM_CLASSES)
-    return list(zip(sizes[:-1], sizes[1:]))
+    return list(itertools.pairwise(sizes))
 
 
 def train_step_flops(hidden: Sequence[int], batch_size: int) -> int:
@@ -56,12 +57,14 @@ def train_step_flops(hidden: Sequence[int], batch_size: int) -> int:
 
 def matmul_rate(device: jax.Device, n: int, dtype: str = "float32", repeats: int = 5) -> float:
     """Return the best FLOP/s of `repeats` n×n matrix products on `device`."""
-    a, b = (jax.device_put(jax.random.normal(jax.random.key(k), (n, n), dtype), device)
-            for k in (0, 1))
+    a, b = (
+        jax.device_put(jax.random.normal(jax.random.key(k), (n, n), dtype), device) for k in (0, 1)
+    )
     product = jax.jit(jnp.matmul)
     product(a, b).block_until_ready()
-    return 2 * n**3 / min(_seconds(lambda: product(a, b).block_until_ready())
-                          for _ in range(repeats))
+    return (
+        2 * n**3 / min(_seconds(lambda: product(a, b).block_until_ready()) for _ in range(repeats))
+    )
 
 
 def matmul_peak(device: jax.Device, dtype: str = "float32") -> dict:
@@ -81,6 +84,7 @@ def _seconds(work: Callable[[], object]) -> float:
 
 # --- The minimal hand-written loop, and the same loop without each performance choice ---
 
+
 def minimal_logits(params: list, x: jax.Array, act: str) -> jax.Array:
     """Return the logits of a hand-written MLP, a list of (W, b)."""
     for w, b in params[:-1]:
@@ -91,11 +95,16 @@ def minimal_logits(params: list, x: jax.Array, act: str) -> jax.Array:
 
 def minimal_model(cfg: Config) -> tuple[Callable, Callable]:
     """Return (init, sgd_step) of a hand-written MLP trained by plain SGD."""
+
     def init(key):
         keys = jax.random.split(key, 2 * len(layer_sizes(cfg.hidden)))
-        return [(cfg.init_scale * jax.random.normal(kw, (m, n)),
-                 cfg.init_scale * jax.random.normal(kb, (n,)))
-                for kw, kb, (m, n) in zip(keys[::2], keys[1::2], layer_sizes(cfg.hidden))]
+        return [
+            (
+                cfg.init_scale * jax.random.normal(kw, (m, n)),
+                cfg.init_scale * jax.random.normal(kb, (n,)),
+            )
+            for kw, kb, (m, n) in zip(keys[::2], keys[1::2], layer_sizes(cfg.hidden), strict=True)
+        ]
 
     def loss(params, x, y):
         log_p = jax.nn.log_softmax(minimal_logits(params, x, cfg.act))
@@ -110,15 +119,17 @@ def minimal_model(cfg: Config) -> tuple[Callable, Callable]:
 
 def scan_steps(sgd_step: Callable, params, x: jax.Array, y: jax.Array, batches: jax.Array):
     """Run one step per row of `batches` (image indices) in one compiled loop."""
+
     def step(params, idx):
         return sgd_step(params, x[idx], y[idx])
+
     return jax.lax.scan(step, params, batches)
 
 
 def epoch_batches(key: jax.Array, num_train: int, batch_size: int) -> jax.Array:
     """Return one epoch's (steps, batch) image indices: a fresh permutation."""
     per_epoch = num_train // batch_size
-    order = jax.random.permutation(key, num_train)[:per_epoch * batch_size]
+    order = jax.random.permutation(key, num_train)[: per_epoch * batch_size]
     return order.reshape(per_epoch, batch_size)
 
 
@@ -137,8 +148,9 @@ class Loops:
         self.params = jax.device_put(init(jax.random.key(0)), device)
         keys = jax.random.split(jax.random.key(1), epochs)
         self.epoch_keys = jax.device_put(keys, device)
-        self.batches = jnp.concatenate([epoch_batches(k, self.x.shape[0], cfg.batch_size)
-                                        for k in self.epoch_keys])
+        self.batches = jnp.concatenate(
+            [epoch_batches(k, self.x.shape[0], cfg.batch_size) for k in self.epoch_keys]
+        )
         self.steps = len(self.batches)
         self.rows = list(self.batches)  # sliced here, not while timing
         self.host_batches = np.asarray(self.batches)
@@ -149,6 +161,7 @@ class Loops:
         def minimal(params, epoch_keys, x, y):
             def epoch(params, key):
                 return scan(params, x, y, epoch_batches(key, x.shape[0], cfg.batch_size))[0], None
+
             return jax.lax.scan(epoch, params, epoch_keys)[0]
 
         def run_and_evaluate(params, x, y, batches, test_x, test_y):
@@ -157,6 +170,7 @@ class Loops:
 
         def one_step(params, x, y, idx):
             return sgd_step(params, x[idx], y[idx])
+
         self.minimal_run = jax.jit(minimal, donate_argnums=0)
         self.run = jax.jit(scan, donate_argnums=0)
         self.evaluate = jax.jit(evaluate)
@@ -197,10 +211,11 @@ class Loops:
         """Evaluate on the test set every `eval_every` steps: in the training call, or after it."""
         params, every, data = self.fresh(), self.cfg.eval_every, self.data
         for start in range(0, self.steps, every):
-            block = self.batches[start:start + every]
+            block = self.batches[start : start + every]
             if fused:
                 params, _, correct = self.run_and_evaluate(
-                    params, self.x, self.y, block, data.test_x, data.test_y)
+                    params, self.x, self.y, block, data.test_x, data.test_y
+                )
             else:
                 params, _ = self.run(params, self.x, self.y, block)
                 correct = self.evaluate(params, data.test_x, data.test_y)
@@ -222,31 +237,43 @@ def ablations(loops: Loops) -> list[dict]:
     variants = [
         ("none: every step in one compiled call", loops.one_call),
         ("many steps per compiled call: one call per step", loops.python_loop),
-        ("no host sync: one call per step, each loss read back",
-         lambda: loops.python_loop(sync=True)),
-        ("donation: one call per step, buffers not donated",
-         lambda: loops.python_loop(donate=False)),
+        (
+            "no host sync: one call per step, each loss read back",
+            lambda: loops.python_loop(sync=True),
+        ),
+        (
+            "donation: one call per step, buffers not donated",
+            lambda: loops.python_loop(donate=False),
+        ),
         ("data on the device: one call per step, batch copied from the host", loops.host_data),
-        (f"evaluation in the training call: a separate call every {every} steps",
-         lambda: loops.chunks(fused=False)),
-        (f"(for comparison) evaluation fused into the call, every {every} steps",
-         lambda: loops.chunks(fused=True)),
+        (
+            f"evaluation in the training call: a separate call every {every} steps",
+            lambda: loops.chunks(fused=False),
+        ),
+        (
+            f"(for comparison) evaluation fused into the call, every {every} steps",
+            lambda: loops.chunks(fused=True),
+        ),
     ]
     for _, work in variants:
         work()  # compiles
     best = [float("inf")] * len(variants)
     for _ in range(3):  # round robin, so that a slow spell of the machine hits every variant
-        best = [min(b, _seconds(work)) for b, (_, work) in zip(best, variants)]
-    rows = [{"taken_away": without, "steps_per_sec": loops.steps / seconds}
-            for (without, _), seconds in zip(variants, best)]
+        best = [min(b, _seconds(work)) for b, (_, work) in zip(best, variants, strict=True)]
+    rows = [
+        {"taken_away": without, "steps_per_sec": loops.steps / seconds}
+        for (without, _), seconds in zip(variants, best, strict=True)
+    ]
     for row in rows:
         row["relative_to_minimal"] = row["steps_per_sec"] / rows[0]["steps_per_sec"]
-    rows.append({"taken_away": "donated buffers (memory)",
-                 "bytes_saved_per_step": loops.donated_bytes()})
+    rows.append(
+        {"taken_away": "donated buffers (memory)", "bytes_saved_per_step": loops.donated_bytes()}
+    )
     return rows
 
 
 # --- mlp_jax itself ---
+
 
 def steady_rate(cfg: Config, data: Dataset, device: jax.Device, steps: int) -> dict:
     """Train `cfg` for three chunks of `steps`; return compile seconds and the best steps/s of
@@ -260,13 +287,17 @@ def steady_rate(cfg: Config, data: Dataset, device: jax.Device, steps: int) -> d
 def throughput(cfg: Config, steps_per_sec: float, peak: float) -> dict:
     """Return examples/s, achieved matmul FLOP/s and its fraction of `peak`, all replicas."""
     flops = train_step_flops(cfg.hidden, cfg.batch_size) * cfg.num_seeds * steps_per_sec
-    return {"steps_per_sec": steps_per_sec,
-            "examples_per_sec": steps_per_sec * cfg.batch_size * cfg.num_seeds,
-            "flops_per_sec": flops, "fraction_of_peak": flops / peak}
+    return {
+        "steps_per_sec": steps_per_sec,
+        "examples_per_sec": steps_per_sec * cfg.batch_size * cfg.num_seeds,
+        "flops_per_sec": flops,
+        "fraction_of_peak": flops / peak,
+    }
 
 
-def compare_with_minimal(cfg: Config, data: Dataset, device: jax.Device, repeats: int,
-                         peak_size: int) -> dict:
+def compare_with_minimal(
+    cfg: Config, data: Dataset, device: jax.Device, repeats: int, peak_size: int
+) -> dict:
     """Time mlp_jax's fit and the minimal loop on `device`, interleaved `repeats` times, each
     time beside the matmul peak (an n×n product, n = `peak_size`), so that drift cancels."""
     loops, cfg = Loops(cfg, data, device, cfg.epochs), dataclasses.replace(cfg, devices=1)
@@ -281,23 +312,33 @@ def compare_with_minimal(cfg: Config, data: Dataset, device: jax.Device, repeats
 
     def time_minimal():
         minimal.append(loops.steps / _seconds(loops.minimal))
+
     for i in range(repeats):  # alternating which goes first cancels a steady drift
         peaks.append(matmul_rate(device, peak_size, repeats=3))
-        for work in (time_minimal, time_library)[::1 if i % 2 == 0 else -1]:
+        for work in (time_minimal, time_library)[:: 1 if i % 2 == 0 else -1]:
             work()
 
     def summary(rates: list[float]) -> dict:
         row = throughput(cfg, statistics.median(rates), statistics.median(peaks))
         row["fraction_of_peak"] = statistics.median(
-            throughput(cfg, r, p)["fraction_of_peak"] for r, p in zip(rates, peaks))
+            throughput(cfg, r, p)["fraction_of_peak"] for r, p in zip(rates, peaks, strict=True)
+        )
         return row
-    return {"steps": loops.steps, "flops_per_step": train_step_flops(cfg.hidden, cfg.batch_size),
-            "compile_seconds": statistics.median(compile_seconds),
-            "peak_beside_runs": statistics.median(peaks),
-            "minimal": summary(minimal), "mlp_jax": summary(library),
-            "ratio_to_minimal": statistics.median(
-                lib / ref for lib, ref in zip(library, minimal)),
-            "all_minimal": minimal, "all_mlp_jax": library, "all_peaks": peaks}
+
+    return {
+        "steps": loops.steps,
+        "flops_per_step": train_step_flops(cfg.hidden, cfg.batch_size),
+        "compile_seconds": statistics.median(compile_seconds),
+        "peak_beside_runs": statistics.median(peaks),
+        "minimal": summary(minimal),
+        "mlp_jax": summary(library),
+        "ratio_to_minimal": statistics.median(
+            lib / ref for lib, ref in zip(library, minimal, strict=True)
+        ),
+        "all_minimal": minimal,
+        "all_mlp_jax": library,
+        "all_peaks": peaks,
+    }
 
 
 def sweep_steps(cfg: Config, peak: float, seconds: float) -> int:
@@ -306,27 +347,33 @@ def sweep_steps(cfg: Config, peak: float, seconds: float) -> int:
     return int(np.clip(seconds * 0.3 * peak / flops, 10, 5000))
 
 
-def timed_throughput(cfg: Config, data: Dataset, device: jax.Device, peak: float,
-                     seconds: float) -> dict:
+def timed_throughput(
+    cfg: Config, data: Dataset, device: jax.Device, peak: float, seconds: float
+) -> dict:
     """Train `cfg` for about `seconds` per chunk; return compile seconds and its throughput."""
     rate = steady_rate(cfg, data, device, sweep_steps(cfg, peak, seconds))
-    return {"compile_seconds": rate["compile_seconds"],
-            **throughput(cfg, rate["steps_per_sec"], peak)}
+    return {
+        "compile_seconds": rate["compile_seconds"],
+        **throughput(cfg, rate["steps_per_sec"], peak),
+    }
 
 
 def sweep(bench: BenchConfig, data: Dataset, device: jax.Device, peak: float) -> dict:
     """Measure throughput against batch size, replicas trained together, and hidden width."""
+
     def point(**changes) -> dict:
         run = dataclasses.replace(bench.tutorial, **changes)
         return {**changes, **timed_throughput(run, data, device, peak, bench.seconds_per_point)}
+
     by_batch = [point(batch_size=b) for b in bench.batch_sizes]
     best = max(p["examples_per_sec"] for p in by_batch)
     return {
         "batch_size": by_batch,
         "num_seeds": [point(num_seeds=n) for n in bench.num_seeds],
         "width": [point(hidden=(w, w)) for w in bench.widths],
-        "saturating_batch_size": next(p["batch_size"] for p in by_batch
-                                      if p["examples_per_sec"] >= SATURATION * best),
+        "saturating_batch_size": next(
+            p["batch_size"] for p in by_batch if p["examples_per_sec"] >= SATURATION * best
+        ),
     }
 
 
@@ -343,16 +390,24 @@ def measure_platform(bench: BenchConfig, data: Dataset, platform: str) -> dict:
         return timed_throughput(cfg, data, device, top, 4 * bench.seconds_per_point)
 
     f32_peak = peak["float32"]["flops_per_sec"]
-    tutorial = compare_with_minimal(bench.tutorial, data, device, bench.repeats,
-                                    peak["float32"]["size"])
+    tutorial = compare_with_minimal(
+        bench.tutorial, data, device, bench.repeats, peak["float32"]["size"]
+    )
     tutorial["mlp_jax_bfloat16"] = timed(
-        dataclasses.replace(bench.tutorial, matmul_dtype="bfloat16"), "bfloat16")
-    report = {"device": device.device_kind, "device_count": len(jax.devices(platform)),
-              "matmul_peak": peak, "tutorial": tutorial,
-              "ablations": {
-                  name: ablations(Loops(dataclasses.replace(bench.tutorial, hidden=hidden), data,
-                                        device, 2))
-                  for name, hidden in (("tutorial", bench.tutorial.hidden), ("narrow", (64,)))}}
+        dataclasses.replace(bench.tutorial, matmul_dtype="bfloat16"), "bfloat16"
+    )
+    report = {
+        "device": device.device_kind,
+        "device_count": len(jax.devices(platform)),
+        "matmul_peak": peak,
+        "tutorial": tutorial,
+        "ablations": {
+            name: ablations(
+                Loops(dataclasses.replace(bench.tutorial, hidden=hidden), data, device, 2)
+            )
+            for name, hidden in (("tutorial", bench.tutorial.hidden), ("narrow", (64,)))
+        },
+    }
     if bench.recipe:
         report["recipe"] = {"name": bench.recipe.name, **timed(bench.recipe)}
     if bench.sweep:
@@ -369,23 +424,32 @@ def run(bench: BenchConfig, data: Dataset) -> dict:
         for name, report in platforms.items():
             if name != "cpu":
                 speedup[name] = {
-                    "tutorial": (report["tutorial"]["mlp_jax"]["steps_per_sec"]
-                                 / cpu["tutorial"]["mlp_jax"]["steps_per_sec"])}
+                    "tutorial": (
+                        report["tutorial"]["mlp_jax"]["steps_per_sec"]
+                        / cpu["tutorial"]["mlp_jax"]["steps_per_sec"]
+                    )
+                }
                 if "recipe" in report:
-                    speedup[name]["recipe"] = (report["recipe"]["steps_per_sec"]
-                                               / cpu["recipe"]["steps_per_sec"])
+                    speedup[name]["recipe"] = (
+                        report["recipe"]["steps_per_sec"] / cpu["recipe"]["steps_per_sec"]
+                    )
     return {"platforms": platforms, "speedup_over_cpu": speedup}
 
 
 # --- The report as Markdown ---
 
+
 def _rate_row(label: str, m: dict) -> str:
-    return (f"| {label} | {m['steps_per_sec']:,.0f} | {m['examples_per_sec']:,.0f} | "
-            f"{m['flops_per_sec'] / 1e9:,.1f} | {m['fraction_of_peak']:.0%} |")
+    return (
+        f"| {label} | {m['steps_per_sec']:,.0f} | {m['examples_per_sec']:,.0f} | "
+        f"{m['flops_per_sec'] / 1e9:,.1f} | {m['fraction_of_peak']:.0%} |"
+    )
 
 
-RATE_HEADER = ["| run | steps/s | examples/s | GFLOP/s (matmuls) | of peak |",
-               "|---|---:|---:|---:|---:|"]
+RATE_HEADER = [
+    "| run | steps/s | examples/s | GFLOP/s (matmuls) | of peak |",
+    "|---|---:|---:|---:|---:|",
+]
 
 
 def _sweep_table(points: list[dict], key: str) -> list[str]:
@@ -398,57 +462,91 @@ def _sweep_table(points: list[dict], key: str) -> list[str]:
 
 def markdown(report: dict) -> str:
     """Return the benchmark report as Markdown tables, one section per platform."""
-    lines = ["# Benchmark", "", f"`{report['command']}`", "",
-             f"{report['date']} · {report['cpus']} CPU cores · jax {report['versions']['jax']}",
-             ""]
+    lines = [
+        "# Benchmark",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{report['date']} · {report['cpus']} CPU cores · jax {report['versions']['jax']}",
+        "",
+    ]
     for platform, r in report["platforms"].items():
         t = r["tutorial"]
         peak = r["matmul_peak"]
-        lines += [f"## {platform}: {r['device']} ({r['device_count']} visible)", "",
-                  "Matrix-multiply peak: " + ", ".join(
-                      f"{dtype} {p['flops_per_sec'] / 1e9:,.0f} GFLOP/s ({p['size']}²)"
-                      for dtype, p in peak.items()), "",
-                  f"Tutorial protocol, {t['steps']} steps, "
-                  f"{t['flops_per_step'] / 1e6:,.0f} MFLOP of matrix products per step; the first "
-                  f"two rows' fraction of peak is the median over runs of each run against a "
-                  f"{peak['float32']['size']}² product timed beside it (median "
-                  f"{t['peak_beside_runs'] / 1e9:,.0f} GFLOP/s):", "",
-                  *RATE_HEADER,
-                  _rate_row("minimal hand-written loop", t["minimal"]),
-                  _rate_row("mlp_jax", t["mlp_jax"]),
-                  _rate_row("mlp_jax, bfloat16 matmuls", t["mlp_jax_bfloat16"]), "",
-                  f"mlp_jax / minimal loop: **{t['ratio_to_minimal']:.1%}** (median of "
-                  f"{len(t['all_mlp_jax'])} interleaved pairs); "
-                  f"compile {t['compile_seconds']:.1f} s",
-                  ""]
+        lines += [
+            f"## {platform}: {r['device']} ({r['device_count']} visible)",
+            "",
+            "Matrix-multiply peak: "
+            + ", ".join(
+                f"{dtype} {p['flops_per_sec'] / 1e9:,.0f} GFLOP/s ({p['size']}²)"
+                for dtype, p in peak.items()
+            ),
+            "",
+            f"Tutorial protocol, {t['steps']} steps, "
+            f"{t['flops_per_step'] / 1e6:,.0f} MFLOP of matrix products per step; the first "
+            f"two rows' fraction of peak is the median over runs of each run against a "
+            f"{peak['float32']['size']}² product timed beside it (median "
+            f"{t['peak_beside_runs'] / 1e9:,.0f} GFLOP/s):",
+            "",
+            *RATE_HEADER,
+            _rate_row("minimal hand-written loop", t["minimal"]),
+            _rate_row("mlp_jax", t["mlp_jax"]),
+            _rate_row("mlp_jax, bfloat16 matmuls", t["mlp_jax_bfloat16"]),
+            "",
+            f"mlp_jax / minimal loop: **{t['ratio_to_minimal']:.1%}** (median of "
+            f"{len(t['all_mlp_jax'])} interleaved pairs); "
+            f"compile {t['compile_seconds']:.1f} s",
+            "",
+        ]
         if "recipe" in r:
-            lines += [f"Recipe {r['recipe']['name']} (augmentation's resampling is not counted "
-                      f"in the FLOPs); compile {r['recipe']['compile_seconds']:.1f} s:", "",
-                      *RATE_HEADER, _rate_row(r["recipe"]["name"], r["recipe"]), ""]
+            lines += [
+                f"Recipe {r['recipe']['name']} (augmentation's resampling is not counted "
+                f"in the FLOPs); compile {r['recipe']['compile_seconds']:.1f} s:",
+                "",
+                *RATE_HEADER,
+                _rate_row(r["recipe"]["name"], r["recipe"]),
+                "",
+            ]
         tutorial_rows, narrow_rows = r["ablations"]["tutorial"], r["ablations"]["narrow"]
-        lines += ["What each choice buys: the minimal loop with one choice taken away (every "
-                  "row on the same shuffles, made beforehand), for the tutorial network and for "
-                  "a narrow 784-64-10 one whose steps are as short as a GPU's.", "",
-                  "| taken away | tutorial steps/s | relative | 784-64-10 steps/s | relative |",
-                  "|---|---:|---:|---:|---:|"]
-        for a, b in zip(tutorial_rows, narrow_rows):
+        lines += [
+            "What each choice buys: the minimal loop with one choice taken away (every "
+            "row on the same shuffles, made beforehand), for the tutorial network and for "
+            "a narrow 784-64-10 one whose steps are as short as a GPU's.",
+            "",
+            "| taken away | tutorial steps/s | relative | 784-64-10 steps/s | relative |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for a, b in zip(tutorial_rows, narrow_rows, strict=True):
             if "steps_per_sec" in a:
-                lines.append(f"| {a['taken_away']} | {a['steps_per_sec']:,.0f} | "
-                             f"{a['relative_to_minimal']:.0%} | {b['steps_per_sec']:,.0f} | "
-                             f"{b['relative_to_minimal']:.0%} |")
+                lines.append(
+                    f"| {a['taken_away']} | {a['steps_per_sec']:,.0f} | "
+                    f"{a['relative_to_minimal']:.0%} | {b['steps_per_sec']:,.0f} | "
+                    f"{b['relative_to_minimal']:.0%} |"
+                )
             else:
-                lines.append(f"| {a['taken_away']} | {a['bytes_saved_per_step'] / 1e6:.1f} MB "
-                             f"more per step | | {b['bytes_saved_per_step'] / 1e6:.2f} MB | |")
+                lines.append(
+                    f"| {a['taken_away']} | {a['bytes_saved_per_step'] / 1e6:.1f} MB "
+                    f"more per step | | {b['bytes_saved_per_step'] / 1e6:.2f} MB | |"
+                )
         lines.append("")
         if "sweep" in r:
             s = r["sweep"]
-            lines += ["Sweep, tutorial network unless changed:", "",
-                      *_sweep_table(s["batch_size"], "batch_size"), "",
-                      *_sweep_table(s["num_seeds"], "num_seeds"), "",
-                      *_sweep_table(s["width"], "hidden"), "",
-                      f"Throughput saturates (≥ {SATURATION:.0%} of the best) from batch size "
-                      f"**{s['saturating_batch_size']}**.", ""]
+            lines += [
+                "Sweep, tutorial network unless changed:",
+                "",
+                *_sweep_table(s["batch_size"], "batch_size"),
+                "",
+                *_sweep_table(s["num_seeds"], "num_seeds"),
+                "",
+                *_sweep_table(s["width"], "hidden"),
+                "",
+                f"Throughput saturates (≥ {SATURATION:.0%} of the best) from batch size "
+                f"**{s['saturating_batch_size']}**.",
+                "",
+            ]
     for platform, s in report["speedup_over_cpu"].items():
-        lines.append(f"Speed-up of {platform} over the CPU: " + ", ".join(
-            f"{k} ×{v:.1f}" for k, v in s.items()))
+        lines.append(
+            f"Speed-up of {platform} over the CPU: "
+            + ", ".join(f"{k} ×{v:.1f}" for k, v in s.items())
+        )
     return "\n".join(lines) + "\n"

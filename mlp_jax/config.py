@@ -1,10 +1,16 @@
-"""The run configuration: one frozen dataclass, validated once when it is made."""
+"""The run configuration: one frozen dataclass, validated once when it is made.
+
+Each field carries its help, accepted values and bounds (`settings.setting`); the flags of the
+entry points, their `--help`, the validation and the README's flag table all follow from it.
+"""
 
 import dataclasses
 
 from mlp_jax import activations, backprop, models
-from mlp_jax.augment import KINDS as AUGMENTATIONS, Strengths
+from mlp_jax.augment import KINDS as AUGMENTATIONS
+from mlp_jax.augment import Strengths
 from mlp_jax.errors import InputError
+from mlp_jax.settings import FRACTION, NON_NEGATIVE, POSITIVE, accepted, setting
 
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
@@ -13,128 +19,192 @@ LOSSES = ("cross_entropy", "mse")
 GRADS = ("autodiff", "manual")
 MATMUL_DTYPES = ("float32", "bfloat16")
 PARALLEL = ("batch", "seeds")
+HIDDEN_FORMAT = "comma-separated positive integers such as 625,441; empty for no hidden layer"
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
     """Parse hidden sizes such as "625,441" into (625, 441); "" means no hidden layer."""
     pieces = [p.strip() for p in text.split(",")] if text.strip() else []
     if not all(p.isdigit() and int(p) > 0 for p in pieces):
-        raise InputError(f"malformed --hidden {text!r}; accepted: comma-separated positive "
-                         "integers such as 625,441, or an empty value for no hidden layer")
+        raise InputError(f"malformed --hidden {text!r}; accepted: {HIDDEN_FORMAT}")
     return tuple(int(p) for p in pieces)
 
 
-def _choice(flag: str, value: str, accepted: tuple[str, ...]) -> None:
-    if value not in accepted:
-        raise InputError(f"unknown --{flag} {value!r}; accepted: {', '.join(accepted)}")
-
-
-def _positive(flag: str, value: float) -> None:
-    if not value > 0:
-        raise InputError(f"--{flag} must be positive, got {value!r}")
-
-
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Every setting of one training run; defaults are the TF1 tutorial's protocol."""
+class Config(Strengths):
+    """Every setting of one training run; defaults are the TF1 tutorial's protocol.
 
-    name: str = ""
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    validation_size: int = 5000
-    hidden: tuple[int, ...] = (625, 441)
-    act: str = "relu6"
-    leaky_slope: float = 0.01
-    dropout: float = 0.0
-    dropout_at_eval: bool = False
-    input_dropout: float = 0.0
-    batch_norm: bool = False
-    weight_init: str = "normal"
-    bias_init: str = "normal"
-    init_scale: float = 0.01
-    init_constant: float = 0.1
-    loss: str = "cross_entropy"
-    label_smoothing: float = 0.0
-    grad: str = "autodiff"
-    optimizer: str = "sgd"
-    lr: float = 0.5
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_fraction: float = 0.05
-    max_norm: float = 0.0
-    ema: float = 0.0
-    augment: str = ""
-    noise_std: float = Strengths.noise_std
-    salt_pepper: float = Strengths.salt_pepper
-    rotate: float = Strengths.rotate
-    scale: float = Strengths.scale
-    shear: float = Strengths.shear
-    translate: float = Strengths.translate
-    elastic_alpha: float = Strengths.elastic_alpha
-    elastic_sigma: float = Strengths.elastic_sigma
-    batch_size: int = 100
-    steps: int = 10_000
-    epochs: int = 0
-    eval_every: int = 1000
-    seed: int = 0
-    num_seeds: int = 1
-    matmul_dtype: str = "float32"
-    devices: int = 0
-    parallel: str = "batch"
+    The augmentation strengths are inherited from `augment.Strengths`, so that each is a flag.
+    """
+
+    name: str = setting("", "Run name in the record (default: built from the architecture).")
+    dataset: str = setting(
+        "mnist", "Dataset, through TFDS unless --data_dir is given.", choices=DATASETS
+    )
+    data_dir: str | None = setting(
+        None,
+        "Folder of the four MNIST-layout IDX files (.gz or raw); default $MLP_JAX_DATA, else TFDS.",
+        accepts="a folder",
+    )
+    validation_size: int = setting(
+        5000, "The first N training images form the validation split.", within=NON_NEGATIVE
+    )
+    hidden: tuple[int, ...] = setting(
+        (625, 441), "Hidden layer sizes; empty for softmax regression.", accepts=HIDDEN_FORMAT
+    )
+    act: str = setting(
+        "relu6",
+        "Hidden activation (leaky_relu and prelu: --leaky_slope).",
+        choices=activations.NAMES,
+    )
+    leaky_slope: float = setting(0.01, "Negative slope of leaky_relu, and prelu's initial slope.")
+    dropout: float = setting(
+        0.0,
+        "Probability of DROPPING a hidden unit in training (TF1 keep_prob 0.33 is 0.67).",
+        within=FRACTION,
+    )
+    dropout_at_eval: bool = setting(
+        False, "Keep dropout on when measuring accuracy, as the TF1 scripts did."
+    )
+    input_dropout: float = setting(
+        0.0, "Probability of dropping an input pixel in training.", within=FRACTION
+    )
+    batch_norm: bool = setting(
+        False, "Batch normalisation between each hidden layer and its activation."
+    )
+    weight_init: str = setting(
+        "normal",
+        "Weight initialiser (normal: std --init_scale; constant: "
+        "--init_constant; lecun_normal: N(0,1)·sqrt(1/fan_in)).",
+        choices=models.WEIGHT_INITS,
+    )
+    bias_init: str = setting("normal", "Bias initialiser.", choices=models.BIAS_INITS)
+    init_scale: float = setting(
+        0.01, "Standard deviation of the normal initialiser.", within=POSITIVE
+    )
+    init_constant: float = setting(0.1, "Value of the constant initialiser.")
+    loss: str = setting(
+        "cross_entropy", "Loss; mse is half the squared error of the softmax.", choices=LOSSES
+    )
+    label_smoothing: float = setting(
+        0.0, "Mix this much of the uniform distribution into the one-hot targets.", within=FRACTION
+    )
+    grad: str = setting(
+        "autodiff",
+        "Gradients from jax.grad, or from the hand-written chain rule "
+        "of mlp_jax/backprop.py (plain float32 MLPs).",
+        choices=GRADS,
+    )
+    optimizer: str = setting("sgd", "Optax optimiser.", choices=OPTIMIZERS)
+    lr: float = setting(0.5, "Learning rate (peak value under a schedule).", within=POSITIVE)
+    momentum: float = setting(
+        0.9, "Momentum of the momentum and nesterov optimisers.", within=NON_NEGATIVE
+    )
+    weight_decay: float = setting(
+        0.0, "Decoupled for adamw, else added to the gradient (L2).", within=NON_NEGATIVE
+    )
+    schedule: str = setting("constant", "Learning-rate schedule over the run.", choices=SCHEDULES)
+    warmup_fraction: float = setting(
+        0.05, "Fraction of the steps spent warming up (warmup_cosine, onecycle).", within=FRACTION
+    )
+    max_norm: float = setting(
+        0.0,
+        "Clip each unit's incoming weight vector to this L2 norm after every step (0: off).",
+        within=NON_NEGATIVE,
+    )
+    ema: float = setting(
+        0.0,
+        "Evaluate an exponential moving average of the weights with this decay (0: off).",
+        within=FRACTION,
+    )
+    augment: str = setting(
+        "",
+        "On-device augmentations of the training batches (strengths: the flags below).",
+        accepts=f"a comma-separated list of {', '.join(AUGMENTATIONS)}",
+    )
+    batch_size: int = setting(100, "Images per step.", within=POSITIVE)
+    steps: int = setting(10_000, "Training steps (ignored when --epochs is set).", within=POSITIVE)
+    epochs: int = setting(0, "Training epochs; 0 uses --steps.", within=NON_NEGATIVE)
+    eval_every: int = setting(
+        1000,
+        "Evaluate on the whole validation and test splits every N steps (one compiled chunk).",
+        within=POSITIVE,
+    )
+    seed: int = setting(0, "Seed of the first replica; replica i uses seed + i.")
+    num_seeds: int = setting(1, "Independent replicas trained at once with vmap.", within=POSITIVE)
+    matmul_dtype: str = setting(
+        "float32",
+        "Dtype of the matrix products (float32 weights and "
+        "loss); bfloat16 is faster on GPUs and TPUs.",
+        choices=MATMUL_DTYPES,
+    )
+    devices: int = setting(
+        0, "How many of the visible devices to train on; 0: all of them.", within=NON_NEGATIVE
+    )
+    parallel: str = setting(
+        "batch",
+        "With several devices: split each step's batch across them "
+        "(batch) or spread the --num_seeds replicas over them (seeds).",
+        choices=PARALLEL,
+    )
 
     def __post_init__(self):
-        _choice("dataset", self.dataset, DATASETS)
-        activations.check(self.act)
-        models.initializer(self.weight_init, accepted=models.WEIGHT_INITS)
-        models.initializer(self.bias_init, accepted=models.BIAS_INITS)
-        _choice("loss", self.loss, LOSSES)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("grad", self.grad, GRADS)
-        _choice("matmul_dtype", self.matmul_dtype, MATMUL_DTYPES)
-        _choice("parallel", self.parallel, PARALLEL)
-        if self.grad == "manual":
-            backprop.check(self.act)
-            if (self.dropout or self.input_dropout or self.batch_norm
-                    or self.matmul_dtype != "float32"):
-                raise InputError("--grad=manual covers plain float32 MLPs: drop --dropout, "
-                                 "--input_dropout, --batch_norm and --matmul_dtype")
-        if not 0 <= self.dropout < 1:
-            raise InputError(f"--dropout {self.dropout!r} is outside [0, 1); it is the "
-                             "probability of dropping a unit (TF1 keep_prob 0.33 is 0.67)")
-        for flag in ("warmup_fraction", "input_dropout", "label_smoothing", "ema", "salt_pepper"):
-            if not 0 <= getattr(self, flag) < 1:
-                raise InputError(f"--{flag} {getattr(self, flag)!r} is outside [0, 1)")
+        super().__post_init__()  # every field against its own metadata
+        if any(h <= 0 for h in self.hidden):
+            raise InputError(f"--hidden {self.hidden!r} has a size <= 0; accepted: {HIDDEN_FORMAT}")
         unknown = [k for k in self.augmentations() if k not in AUGMENTATIONS]
         if unknown:
-            raise InputError(f"unknown --augment {unknown[0]!r}; accepted: a comma-separated "
-                             f"list of {', '.join(AUGMENTATIONS)}")
-        if any(h <= 0 for h in self.hidden):
-            raise InputError(f"hidden sizes must be positive, got {self.hidden!r}")
-        for flag in ("lr", "batch_size", "eval_every", "num_seeds", "init_scale"):
-            _positive(flag, getattr(self, flag))
-        if self.devices < 0:
-            raise InputError(f"--devices must be >= 0 (0: every visible device), "
-                             f"got {self.devices}")
-        if self.epochs < 0:
-            raise InputError(f"--epochs must be positive (or 0 to use --steps), got {self.epochs}")
-        if self.epochs == 0:
-            _positive("steps", self.steps)
-        for flag in ("validation_size", "weight_decay", "momentum", "max_norm", "noise_std",
-                     "rotate", "scale", "shear", "translate", "elastic_alpha", "elastic_sigma"):
-            if getattr(self, flag) < 0:
-                raise InputError(f"--{flag} must be >= 0, got {getattr(self, flag)!r}")
+            raise InputError(
+                f"unknown --augment {unknown[0]!r}; accepted: a comma-separated "
+                f"list of {', '.join(AUGMENTATIONS)}"
+            )
+        if self.grad == "manual":
+            backprop.check(self.act)
+            if (
+                self.dropout
+                or self.input_dropout
+                or self.batch_norm
+                or self.matmul_dtype != "float32"
+            ):
+                raise InputError(
+                    "--grad=manual covers plain float32 MLPs: drop --dropout, "
+                    "--input_dropout, --batch_norm and --matmul_dtype"
+                )
 
     def augmentations(self) -> tuple[str, ...]:
         """Return the names in --augment."""
         return tuple(k.strip() for k in self.augment.split(",") if k.strip())
 
     def strengths(self) -> Strengths:
-        """Return the augmentation strengths."""
-        return Strengths(**{f.name: getattr(self, f.name)
-                                    for f in dataclasses.fields(Strengths)})
+        """Return the augmentation strengths alone."""
+        return Strengths(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Strengths)})
 
     def total_steps(self, num_train: int) -> int:
         """Return the number of training steps: --epochs over `num_train` images, else --steps."""
         return self.epochs * (num_train // self.batch_size) if self.epochs else self.steps
+
+
+def flag_fields() -> list[dataclasses.Field]:
+    """Return Config's fields in reading order: its own first, then the inherited strengths."""
+    own = [f for f in dataclasses.fields(Config) if f.name not in Strengths.__dataclass_fields__]
+    return own + list(dataclasses.fields(Strengths))
+
+
+def flag_default(field: dataclasses.Field) -> str:
+    """Return a field's default as it is written on the command line."""
+    if field.name == "hidden":
+        return ",".join(map(str, field.default))
+    if isinstance(field.default, bool):
+        return str(field.default).lower()
+    return "" if field.default is None else str(field.default)
+
+
+def flag_table() -> str:
+    """Return the markdown table of every flag of a training run (README's copy is tested)."""
+    rows = ["| flag | default | accepted | meaning |", "|---|---|---|---|"]
+    for field in flag_fields():
+        default = f"`{flag_default(field)}`" if flag_default(field) else "—"
+        rows.append(
+            f"| `--{field.name}` | {default} | {accepted(field)} | {field.metadata['help']} |"
+        )
+    return "\n".join(rows) + "\n"

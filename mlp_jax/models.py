@@ -12,13 +12,20 @@ from mlp_jax.errors import InputError
 Initializer = Callable[..., jax.Array]
 
 WEIGHT_INITS: tuple[str, ...] = (
-    "normal", "zeros", "constant", "lecun_normal", "glorot_uniform", "he_normal")
+    "normal",
+    "zeros",
+    "constant",
+    "lecun_normal",
+    "glorot_uniform",
+    "he_normal",
+)
 # Fan-based initialisers need a matrix, so biases take only these.
 BIAS_INITS: tuple[str, ...] = ("normal", "zeros", "constant")
 
 
-def initializer(name: str, scale: float = 0.01, value: float = 0.1,
-                accepted: Sequence[str] = WEIGHT_INITS) -> Initializer:
+def initializer(
+    name: str, scale: float = 0.01, value: float = 0.1, accepted: Sequence[str] = WEIGHT_INITS
+) -> Initializer:
     """Return the initialiser `name`: normal has std `scale`, constant fills with `value`."""
     if name not in accepted:
         raise InputError(f"unknown initialiser {name!r}; accepted: {', '.join(accepted)}")
@@ -54,15 +61,20 @@ class MLP(nn.Module):
         if self.input_dropout > 0:
             x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
         for width in self.hidden:
-            x = nn.Dense(width, dtype=self.dtype, kernel_init=self.kernel_init,
-                         bias_init=self.bias_init)(x)
+            x = nn.Dense(
+                width, dtype=self.dtype, kernel_init=self.kernel_init, bias_init=self.bias_init
+            )(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
             x = activations.make(self.act, self.leaky_slope)(x)
             if self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=self.kernel_init,
-                          bias_init=self.bias_init)(x)
+        logits = nn.Dense(
+            self.num_classes,
+            dtype=self.dtype,
+            kernel_init=self.kernel_init,
+            bias_init=self.bias_init,
+        )(x)
         return logits if self.dtype is None else logits.astype(jnp.float32)
 
 

@@ -5,7 +5,7 @@ import dataclasses
 import os
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding, Sharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding, SingleDeviceSharding
 
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
@@ -19,18 +19,20 @@ def initialize_distributed() -> None:
     """Join a multi-host run when a coordinator address is set."""
     if os.environ.get(COORDINATOR_ENV):
         count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
-        jax.distributed.initialize(num_processes=int(count) if count else None,
-                                   process_id=int(index) if index else None)
+        jax.distributed.initialize(
+            num_processes=int(count) if count else None, process_id=int(index) if index else None
+        )
 
 
-def select_devices(requested: int, visible: Sequence[jax.Device] | None = None
-                   ) -> list[jax.Device]:
+def select_devices(requested: int, visible: Sequence[jax.Device] | None = None) -> list[jax.Device]:
     """Return the first `requested` visible devices (every one for 0)."""
     visible = list(visible or jax.devices())
     if requested > len(visible):
-        raise InputError(f"--devices {requested} asks for more devices than the "
-                         f"{len(visible)} visible; accepted: 0..{len(visible)}")
-    return visible[:requested or len(visible)]
+        raise InputError(
+            f"--devices {requested} asks for more devices than the "
+            f"{len(visible)} visible; accepted: 0..{len(visible)}"
+        )
+    return visible[: requested or len(visible)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +56,9 @@ def placement(cfg: Config, devices: Sequence[jax.Device]) -> Placement:
     if cfg.parallel == "batch":
         return Placement(devices, whole, whole, NamedSharding(mesh, PartitionSpec("batch")))
     if cfg.num_seeds % len(devices):
-        raise InputError(f"--parallel=seeds spreads --num_seeds {cfg.num_seeds} over "
-                         f"{len(devices)} devices; accepted: a multiple of {len(devices)}, or "
-                         "--devices dividing it")
+        raise InputError(
+            f"--parallel=seeds spreads --num_seeds {cfg.num_seeds} over "
+            f"{len(devices)} devices; accepted: a multiple of {len(devices)}, or "
+            "--devices dividing it"
+        )
     return Placement(devices, NamedSharding(mesh, PartitionSpec("seeds")), whole, None)
-

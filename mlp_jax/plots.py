@@ -5,8 +5,8 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _save(fig, path: str) -> str:
@@ -20,12 +20,21 @@ def curves(history: list[dict], path: str, title: str = "") -> str:
     """Plot training loss and validation/test accuracy of every replica against steps."""
     steps = [h["step"] for h in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, ax, style in (("train_loss", loss_ax, "-"), ("val_accuracy", acc_ax, "--"),
-                           ("test_accuracy", acc_ax, "-")):
+    for key, ax, style in (
+        ("train_loss", loss_ax, "-"),
+        ("val_accuracy", acc_ax, "--"),
+        ("test_accuracy", acc_ax, "-"),
+    ):
         values = np.array([h[key] for h in history], dtype=float)  # (evaluations, replicas)
         for r in range(values.shape[1]):
-            ax.plot(steps, values[:, r], style, color=f"C{r}", alpha=0.8,
-                    label=f"{key.replace('_', ' ')} seed {r}" if values.shape[1] < 6 else None)
+            ax.plot(
+                steps,
+                values[:, r],
+                style,
+                color=f"C{r}",
+                alpha=0.8,
+                label=f"{key.replace('_', ' ')} seed {r}" if values.shape[1] < 6 else None,
+            )
     loss_ax.set(xlabel="step", ylabel="training loss (mean over the interval)", yscale="log")
     acc_ax.set(xlabel="step", ylabel="accuracy (dashed: validation, solid: test)")
     for ax in (loss_ax, acc_ax):
@@ -35,19 +44,23 @@ def curves(history: list[dict], path: str, title: str = "") -> str:
     return _save(fig, path)
 
 
-def misclassified(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, path: str,
-                  count: int = 36) -> str:
+def misclassified(
+    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, path: str, count: int = 36
+) -> str:
     """Show the first `count` misclassified test digits with their true and predicted labels."""
     wrong = np.flatnonzero(predicted != labels)[:count]
     side = max(1, int(np.ceil(np.sqrt(len(wrong)))))
     fig, axes = plt.subplots(side, side, figsize=(1.4 * side, 1.6 * side), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, wrong):
+    for ax, i in zip(axes.flat, wrong, strict=True):
         ax.imshow(images[i].reshape(28, 28), cmap="gray_r")
         ax.set_title(f"{labels[i]} → {predicted[i]}", fontsize=9, color="C3")
-    fig.suptitle(f"{int((predicted != labels).sum())} of {len(labels)} test digits "
-                 "misclassified (true → predicted)", fontsize=10)
+    fig.suptitle(
+        f"{int((predicted != labels).sum())} of {len(labels)} test digits "
+        "misclassified (true → predicted)",
+        fontsize=10,
+    )
     return _save(fig, path)
 
 
@@ -58,20 +71,33 @@ def confusion(labels: np.ndarray, predicted: np.ndarray, path: str, classes: int
     fig, ax = plt.subplots(figsize=(6, 5.5))
     ax.imshow(np.log1p(matrix), cmap="Blues")
     for (t, p), n in np.ndenumerate(matrix):
-        ax.text(p, t, str(n), ha="center", va="center", fontsize=7,
-                color="white" if t == p else "black")
-    ax.set(xlabel="predicted", ylabel="true", xticks=range(classes), yticks=range(classes),
-           title=f"confusion matrix, accuracy {np.trace(matrix) / matrix.sum():.4f}")
+        ax.text(
+            p, t, str(n), ha="center", va="center", fontsize=7, color="white" if t == p else "black"
+        )
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        xticks=range(classes),
+        yticks=range(classes),
+        title=f"confusion matrix, accuracy {np.trace(matrix) / matrix.sum():.4f}",
+    )
     return _save(fig, path)
 
 
-def run_figures(history: list[dict], images: np.ndarray, labels: np.ndarray,
-                predicted: np.ndarray, folder: str, name: str) -> list[str]:
+def run_figures(
+    history: list[dict],
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    folder: str,
+    name: str,
+) -> list[str]:
     """Write a run's curves, misclassified digits and confusion matrix as `folder/name_*.png`."""
-    return [curves(history, os.path.join(folder, f"{name}_curves.png"), name),
-            misclassified(images, labels, predicted,
-                          os.path.join(folder, f"{name}_misclassified.png")),
-            confusion(labels, predicted, os.path.join(folder, f"{name}_confusion.png"))]
+    return [
+        curves(history, os.path.join(folder, f"{name}_curves.png"), name),
+        misclassified(images, labels, predicted, os.path.join(folder, f"{name}_misclassified.png")),
+        confusion(labels, predicted, os.path.join(folder, f"{name}_confusion.png")),
+    ]
 
 
 def table_chart(rows: list[dict], path: str, title: str = "") -> str:
@@ -79,10 +105,20 @@ def table_chart(rows: list[dict], path: str, title: str = "") -> str:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4.5))
     x = np.arange(len(rows))
     ours = [r["mean"] if r["mean"] is not None else np.nan for r in rows]
-    ax.bar(x - 0.2, ours, 0.4, yerr=[r["std"] or 0 for r in rows], capsize=3,
-           label="mlp_jax mean ± std")
-    ax.bar(x + 0.2, [r["published"] if r["published"] is not None else np.nan for r in rows],
-           0.4, label="published")
+    ax.bar(
+        x - 0.2,
+        ours,
+        0.4,
+        yerr=[r["std"] or 0 for r in rows],
+        capsize=3,
+        label="mlp_jax mean ± std",
+    )
+    ax.bar(
+        x + 0.2,
+        [r["published"] if r["published"] is not None else np.nan for r in rows],
+        0.4,
+        label="published",
+    )
     finite = [v for r in rows for v in (r["mean"], r["published"]) if v is not None]
     if finite:
         ax.set_ylim(max(0.0, min(finite) - 0.01), min(1.0, max(finite) + 0.005))
@@ -96,10 +132,11 @@ def table_chart(rows: list[dict], path: str, title: str = "") -> str:
 def image_rows(rows: list[tuple[str, np.ndarray]], path: str, title: str = "") -> str:
     """Show rows of flat 28x28 images, each row labelled on its left."""
     columns = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)),
-                             squeeze=False)
-    for (label, images), line in zip(rows, axes):
-        for ax, image in zip(line, images):
+    fig, axes = plt.subplots(
+        len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False
+    )
+    for (label, images), line in zip(rows, axes, strict=True):
+        for ax, image in zip(line, images, strict=True):
             ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
         for ax in line:
             ax.set_xticks([])
@@ -110,15 +147,24 @@ def image_rows(rows: list[tuple[str, np.ndarray]], path: str, title: str = "") -
 
 
 def robustness(rows: list[dict], stds: tuple[float, ...], path: str) -> str:
-    """Plot each model's test accuracy against the std of the Gaussian noise added to the test set."""
+    """Plot each model's test accuracy against the std of the Gaussian noise on the test set."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
         means = [row[f"noise {s:g}"][0] for s in stds]
         errors = [row[f"noise {s:g}"][1] for s in stds]
-        ax.errorbar(stds, means, yerr=errors, marker="o", capsize=3,
-                    label=f"{row['model']} ({row['augment']})")
-    ax.set(xlabel="std of Gaussian noise added to the test images", ylabel="test accuracy",
-           title="robustness to pixel noise")
+        ax.errorbar(
+            stds,
+            means,
+            yerr=errors,
+            marker="o",
+            capsize=3,
+            label=f"{row['model']} ({row['augment']})",
+        )
+    ax.set(
+        xlabel="std of Gaussian noise added to the test images",
+        ylabel="test accuracy",
+        title="robustness to pixel noise",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -129,9 +175,9 @@ def activation_gallery(curves: list[dict], path: str) -> str:
     columns = 5
     rows = -(-len(curves) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
-    for ax in axes.flat[len(curves):]:
+    for ax in axes.flat[len(curves) :]:
         ax.axis("off")
-    for ax, c in zip(axes.flat, curves):
+    for ax, c in zip(axes.flat, curves, strict=True):
         ax.plot(c["z"], c["f"], label="f(z)")
         ax.plot(c["z"], c["manual"], label="f'(z) by hand")
         ax.plot(c["z"], c["autodiff"], "k--", lw=1, label="f'(z) by jax.grad")
@@ -146,12 +192,20 @@ def decision_boundaries(panels: list[dict], grid: np.ndarray, path: str) -> str:
     """Draw each model's predicted class over the plane, with the data points on top."""
     side = int(np.sqrt(len(grid)))
     columns = 2
-    fig, axes = plt.subplots(-(-len(panels) // columns), columns, figsize=(8, 3.6 * len(panels)
-                                                                         / columns), squeeze=False)
+    fig, axes = plt.subplots(
+        -(-len(panels) // columns), columns, figsize=(8, 3.6 * len(panels) / columns), squeeze=False
+    )
     extent = (grid[:, 0].min(), grid[:, 0].max(), grid[:, 1].min(), grid[:, 1].max())
-    for ax, panel in zip(axes.flat, panels):
-        ax.imshow(panel["surface"].reshape(side, side), origin="lower", extent=extent,
-                  cmap="coolwarm", alpha=0.35, vmin=0, vmax=1)
+    for ax, panel in zip(axes.flat, panels, strict=True):
+        ax.imshow(
+            panel["surface"].reshape(side, side),
+            origin="lower",
+            extent=extent,
+            cmap="coolwarm",
+            alpha=0.35,
+            vmin=0,
+            vmax=1,
+        )
         ax.scatter(panel["x"][:, 0], panel["x"][:, 1], c=panel["y"], cmap="coolwarm", s=6)
         ax.set_title(panel["title"], fontsize=9)
         ax.set_xticks([])
@@ -159,8 +213,9 @@ def decision_boundaries(panels: list[dict], grid: np.ndarray, path: str) -> str:
     return _save(fig, path)
 
 
-def approximation(x: np.ndarray, truth: np.ndarray, fits: dict[int, tuple[np.ndarray, float]],
-                  path: str) -> str:
+def approximation(
+    x: np.ndarray, truth: np.ndarray, fits: dict[int, tuple[np.ndarray, float]], path: str
+) -> str:
     """Left: the target and each width's fit. Right: maximum error against width (log-log)."""
     fig, (curve_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4))
     curve_ax.plot(x, truth, "k", lw=2, label="target")
@@ -180,10 +235,13 @@ def gradient_norms(norms: dict[tuple[str, int], list[float]], path: str) -> str:
     """Plot each layer's weight-gradient norm (log scale) for every (net, step)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for (act, steps), values in norms.items():
-        ax.semilogy(range(1, len(values) + 1), values, "o-" if act == "relu" else "s--",
-                    label=f"{act}, step {steps}")
-    ax.set(xlabel="layer (1 = next to the input)", ylabel="||dL/dW||",
-           title="vanishing gradients")
+        ax.semilogy(
+            range(1, len(values) + 1),
+            values,
+            "o-" if act == "relu" else "s--",
+            label=f"{act}, step {steps}",
+        )
+    ax.set(xlabel="layer (1 = next to the input)", ylabel="||dL/dW||", title="vanishing gradients")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -192,10 +250,12 @@ def gradient_norms(norms: dict[tuple[str, int], list[float]], path: str) -> str:
 def throughput_sweep(sweeps: dict[str, dict], path: str) -> str:
     """Plot examples/s against batch size and replicas, and fraction of peak against width."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
-    panels = [("batch_size", "batch size", "examples/s"),
-              ("num_seeds", "replicas trained together (vmap), batch 100", "examples/s, all replicas"),
-              ("width", "hidden width (two layers), batch 100", "fraction of matmul peak")]
-    for ax, (key, xlabel, ylabel) in zip(axes, panels):
+    panels = [
+        ("batch_size", "batch size", "examples/s"),
+        ("num_seeds", "replicas trained together (vmap), batch 100", "examples/s, all replicas"),
+        ("width", "hidden width (two layers), batch 100", "fraction of matmul peak"),
+    ]
+    for ax, (key, xlabel, ylabel) in zip(axes, panels, strict=True):
         for platform, sweep in sweeps.items():
             points = sweep[key]
             x = [p["hidden"][0] if key == "width" else p[key] for p in points]

@@ -16,10 +16,30 @@ from mlp_jax.config import Config
 from mlp_jax.train import FitResult
 
 RECORD_FIELDS = (
-    "name", "config", "seed", "dataset", "test_accuracy", "val_accuracy", "train_loss", "steps",
-    "diverged", "diverged_at_step", "n_params", "compile_seconds", "train_seconds",
-    "eval_seconds", "steps_per_sec", "replicas_trained_together", "platform", "device",
-    "device_count", "cpus", "versions", "time", "history")
+    "name",
+    "config",
+    "seed",
+    "dataset",
+    "test_accuracy",
+    "val_accuracy",
+    "train_loss",
+    "steps",
+    "diverged",
+    "diverged_at_step",
+    "n_params",
+    "compile_seconds",
+    "train_seconds",
+    "eval_seconds",
+    "steps_per_sec",
+    "replicas_trained_together",
+    "platform",
+    "device",
+    "device_count",
+    "cpus",
+    "versions",
+    "time",
+    "history",
+)
 # Settings that change what a run computes by float rounding at most, left out when runs are
 # matched.
 NOT_PROTOCOL = ("name", "seed", "num_seeds", "data_dir", "eval_every", "devices", "parallel")
@@ -38,30 +58,58 @@ def default_name(cfg: Config) -> str:
 def environment() -> dict:
     """Return the platform, device kind and library versions this process runs on."""
     device = jax.devices()[0]
-    return {"platform": device.platform, "device": device.device_kind, "cpus": os.cpu_count(),
-            "versions": {"jax": jax.__version__, "flax": flax.__version__,
-                         "optax": optax.__version__}}
+    return {
+        "platform": device.platform,
+        "device": device.device_kind,
+        "cpus": os.cpu_count(),
+        "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__},
+    }
 
 
 def run_records(cfg: Config, result: FitResult, dataset: str) -> list[dict]:
     """Return one record per replica of `result`, in the schema of DESIGN.md."""
-    shared = {"name": default_name(cfg), "config": dataclasses.asdict(cfg), "dataset": dataset,
-              "steps": result.steps, "n_params": result.n_params,
-              "compile_seconds": result.compile_seconds, "train_seconds": result.train_seconds,
-              "eval_seconds": result.eval_seconds, "steps_per_sec": result.steps_per_sec,
-              "replicas_trained_together": len(result.seeds),
-              "device_count": result.device_count, **environment(),
-              "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    shared = {
+        "name": default_name(cfg),
+        "config": dataclasses.asdict(cfg),
+        "dataset": dataset,
+        "steps": result.steps,
+        "n_params": result.n_params,
+        "compile_seconds": result.compile_seconds,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
+        "steps_per_sec": result.steps_per_sec,
+        "replicas_trained_together": len(result.seeds),
+        "device_count": result.device_count,
+        **environment(),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     records = []
     for r, seed in enumerate(result.seeds):
         diverged_at = result.diverged_at_step[r]
-        final = {key: None if diverged_at is not None else _finite(getattr(result, key)[r])
-                 for key in ("test_accuracy", "val_accuracy", "train_loss")}
-        history = [{"step": entry["step"], **{key: _finite(entry[key][r]) for key in
-                                              ("train_loss", "val_accuracy", "test_accuracy")}}
-                   for entry in result.history]
-        records.append({**shared, "seed": seed, **final, "diverged": diverged_at is not None,
-                        "diverged_at_step": diverged_at, "history": history})
+        final = {
+            key: None if diverged_at is not None else _finite(getattr(result, key)[r])
+            for key in ("test_accuracy", "val_accuracy", "train_loss")
+        }
+        history = [
+            {
+                "step": entry["step"],
+                **{
+                    key: _finite(entry[key][r])
+                    for key in ("train_loss", "val_accuracy", "test_accuracy")
+                },
+            }
+            for entry in result.history
+        ]
+        records.append(
+            {
+                **shared,
+                "seed": seed,
+                **final,
+                "diverged": diverged_at is not None,
+                "diverged_at_step": diverged_at,
+                "history": history,
+            }
+        )
     return records
 
 

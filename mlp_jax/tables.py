@@ -9,16 +9,33 @@ import os
 from mlp_jax import grids, results
 
 TOLERANCE_PP = 0.5  # a row within this many percentage points of the published value agrees
-COLUMNS = ("row", "architecture", "activation", "dropout", "steps", "lr", "params", "published",
-           "mean", "std", "n", "delta_pp", "train_s_per_run", "platform", "diverged")
+COLUMNS = (
+    "row",
+    "architecture",
+    "activation",
+    "dropout",
+    "steps",
+    "lr",
+    "params",
+    "published",
+    "mean",
+    "std",
+    "n",
+    "delta_pp",
+    "train_s_per_run",
+    "platform",
+    "diverged",
+)
 
 
-def provenance(command: str, records: list[dict], wall_seconds: float | None = None
-               ) -> list[str]:
+def provenance(command: str, records: list[dict], wall_seconds: float | None = None) -> list[str]:
     """Return the markdown lines saying how, when and on what machine results were made."""
     machines = sorted({f"{r['platform']} ({r['device']}, {r['cpus']} CPUs)" for r in records})
-    lines = [f"Command: `{command}`  ", f"Date: {datetime.date.today().isoformat()}  ",
-             f"Machine: {', '.join(machines)}  "]
+    lines = [
+        f"Command: `{command}`  ",
+        f"Date: {datetime.date.today().isoformat()}  ",
+        f"Machine: {', '.join(machines)}  ",
+    ]
     if wall_seconds is not None:
         lines.append(f"Total wall time: {wall_seconds / 60:.1f} min ({wall_seconds:.0f} s)  ")
     return lines
@@ -41,16 +58,25 @@ def _line(name: str, runs: list[dict]) -> dict:
     published = row.published if row else None
     dropout = f"{config['dropout']:g}" + (" (also at test)" if config["dropout_at_eval"] else "")
     return {
-        "row": name, "architecture": "-".join(map(str, (784, *config["hidden"], 10))),
-        "activation": config["act"] if config["hidden"] else "—", "dropout": dropout,
-        "steps": runs[-1]["steps"], "lr": config["lr"], "params": runs[-1]["n_params"],
-        "published": published, "mean": mean, "std": std, "n": n,
+        "row": name,
+        "architecture": "-".join(map(str, (784, *config["hidden"], 10))),
+        "activation": config["act"] if config["hidden"] else "—",
+        "dropout": dropout,
+        "steps": runs[-1]["steps"],
+        "lr": config["lr"],
+        "params": runs[-1]["n_params"],
+        "published": published,
+        "mean": mean,
+        "std": std,
+        "n": n,
         "delta_pp": None if mean is None or published is None else 100 * (mean - published),
-        "train_s_per_run": sum(r["train_seconds"] / r["replicas_trained_together"]
-                               for r in runs) / len(runs),
+        "train_s_per_run": sum(r["train_seconds"] / r["replicas_trained_together"] for r in runs)
+        / len(runs),
         "platform": f"{runs[-1]['platform']} ({runs[-1]['device']})",
         "diverged": sum(r["diverged"] for r in runs),
-        "note": row.note if row else "", "source": row.source if row else ""}
+        "note": row.note if row else "",
+        "source": row.source if row else "",
+    }
 
 
 def build(records: list[dict], grid: str | None = None) -> list[dict]:
@@ -64,23 +90,51 @@ def build(records: list[dict], grid: str | None = None) -> list[dict]:
 def _cells(line: dict) -> list[str]:
     def pct(x):
         return "—" if x is None else f"{x:.4f}"
+
     ours = "—" if line["mean"] is None else f"{line['mean']:.4f} ± {line['std']:.4f} ({line['n']})"
     delta = "—" if line["delta_pp"] is None else f"{line['delta_pp']:+.2f}"
     flag = f"{line['diverged']} diverged" if line["diverged"] else ""
-    return [line["row"], line["architecture"], line["activation"], line["dropout"],
-            str(line["steps"]), f"{line['lr']:g}", f"{line['params']:,}", pct(line["published"]),
-            ours, delta, f"{line['train_s_per_run']:.1f}", line["platform"], flag]
+    return [
+        line["row"],
+        line["architecture"],
+        line["activation"],
+        line["dropout"],
+        str(line["steps"]),
+        f"{line['lr']:g}",
+        f"{line['params']:,}",
+        pct(line["published"]),
+        ours,
+        delta,
+        f"{line['train_s_per_run']:.1f}",
+        line["platform"],
+        flag,
+    ]
 
 
-HEADERS = ["row", "architecture", "activation", "dropout", "steps", "lr", "params", "published",
-           "mlp_jax mean ± std (n)", "Δ pp", "train s/run", "platform", "diverged"]
+HEADERS = [
+    "row",
+    "architecture",
+    "activation",
+    "dropout",
+    "steps",
+    "lr",
+    "params",
+    "published",
+    "mlp_jax mean ± std (n)",
+    "Δ pp",
+    "train s/run",
+    "platform",
+    "diverged",
+]
 
 
 def notes(lines: list[dict]) -> list[str]:
     """Return the explanation of each row further than TOLERANCE_PP from its published value."""
-    return [f"{line['row']}: {line['delta_pp']:+.2f} pp — {line['note'] or 'no explanation'}"
-            for line in lines
-            if line["delta_pp"] is not None and abs(line["delta_pp"]) > TOLERANCE_PP]
+    return [
+        f"{line['row']}: {line['delta_pp']:+.2f} pp — {line['note'] or 'no explanation'}"
+        for line in lines
+        if line["delta_pp"] is not None and abs(line["delta_pp"]) > TOLERANCE_PP
+    ]
 
 
 def to_markdown(lines: list[dict], header: list[str]) -> str:
@@ -111,13 +165,25 @@ def to_json(lines: list[dict], header: list[str]) -> str:
 
 def to_latex(lines: list[dict], header: list[str]) -> str:
     """Render the table as a LaTeX tabular, header lines as comments."""
+
     def tex(cell: str) -> str:
-        return (cell.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-                .replace("±", r"$\pm$").replace("—", "--").replace("Δ", r"$\Delta$")
-                .replace("&", r"\&"))
+        return (
+            cell.replace("\\", r"\textbackslash{}")
+            .replace("_", r"\_")
+            .replace("%", r"\%")
+            .replace("±", r"$\pm$")
+            .replace("—", "--")
+            .replace("Δ", r"$\Delta$")
+            .replace("&", r"\&")
+        )
+
     out = [f"% {h}" for h in header]
-    out += [r"\begin{tabular}{" + "l" * len(HEADERS) + "}", r"\hline",
-            " & ".join(tex(h) for h in HEADERS) + r" \\", r"\hline"]
+    out += [
+        r"\begin{tabular}{" + "l" * len(HEADERS) + "}",
+        r"\hline",
+        " & ".join(tex(h) for h in HEADERS) + r" \\",
+        r"\hline",
+    ]
     out += [" & ".join(tex(c) for c in _cells(line)) + r" \\" for line in lines]
     out += [r"\hline", r"\end{tabular}"]
     return "\n".join(out) + "\n"
@@ -130,16 +196,20 @@ EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "latex": "tex"}
 def robustness_markdown(rows: list[dict]) -> str:
     """Render accuracy per model (rows) and corruption (columns) as mean ± std over seeds."""
     columns = [k for k in rows[0] if k not in ("model", "augment")]
-    out = ["| model | trained with | " + " | ".join(columns) + " |",
-           "|---|---|" + "---|" * len(columns)]
+    out = [
+        "| model | trained with | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
     for row in rows:
-        cells = [f"{row[c][0]:.4f}" + (f" ± {row[c][1]:.4f}" if row[c][2] > 1 else "")
-                 for c in columns]
+        cells = [
+            f"{row[c][0]:.4f}" + (f" ± {row[c][1]:.4f}" if row[c][2] > 1 else "") for c in columns
+        ]
         out.append(f"| {row['model']} | {row['augment']} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
 def write_robustness(rows: list[dict], folder: str, header: list[str]) -> str:
     """Write the robustness table, `header` lines above it, as `folder/table.md`."""
-    return results.write_text(os.path.join(folder, "table.md"),
-                              "\n".join([*header, "", robustness_markdown(rows)]))
+    return results.write_text(
+        os.path.join(folder, "table.md"), "\n".join([*header, "", robustness_markdown(rows)])
+    )

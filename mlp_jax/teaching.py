@@ -22,20 +22,31 @@ def toy_datasets(n: int = 400, seed: int = 0) -> dict[str, tuple[np.ndarray, np.
     radius = np.where(labels == 1, 2.0, 0.8) + rng.normal(0, 0.15, n)
     angle = rng.uniform(0, 2 * np.pi, n)
     circles = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
-    return {"linearly separable": (blobs, labels), "xor": (corners, xor),
-            "circles": (circles, labels)}
+    return {
+        "linearly separable": (blobs, labels),
+        "xor": (corners, xor),
+        "circles": (circles, labels),
+    }
 
 
 def as_dataset(x: np.ndarray, y: np.ndarray, name: str, test_fraction: float = 0.25) -> Dataset:
     """Split arrays into train and test (the test part doubles as validation) on the device."""
     cut = int(len(x) * (1 - test_fraction))
     x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
-    return Dataset(train_x=x[:cut], train_y=y[:cut], val_x=x[cut:], val_y=y[cut:],
-                   test_x=x[cut:], test_y=y[cut:], name=name)
+    return Dataset(
+        train_x=x[:cut],
+        train_y=y[:cut],
+        val_x=x[cut:],
+        val_y=y[cut:],
+        test_x=x[cut:],
+        test_y=y[cut:],
+        name=name,
+    )
 
 
-def fit_regression(width: int, x: jax.Array, y: jax.Array, steps: int = 4000, seed: int = 0
-                   ) -> tuple[models.MLP, dict]:
+def fit_regression(
+    width: int, x: jax.Array, y: jax.Array, steps: int = 4000, seed: int = 0
+) -> tuple[models.MLP, dict]:
     """Fit one hidden ReLU layer of `width` units to y(x) by full-batch Adam on squared error."""
     model = models.MLP(hidden=(width,), act="relu", num_classes=1)
     k_init, k_slope, k_kink = jax.random.split(jax.random.key(seed), 3)

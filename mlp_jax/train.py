@@ -19,12 +19,18 @@ from mlp_jax.data import Dataset
 def make_model(cfg: Config) -> models.MLP:
     """Return the MLP that `cfg` describes."""
     return models.MLP(
-        hidden=cfg.hidden, act=cfg.act, dropout=cfg.dropout, input_dropout=cfg.input_dropout,
-        batch_norm=cfg.batch_norm, leaky_slope=cfg.leaky_slope,
+        hidden=cfg.hidden,
+        act=cfg.act,
+        dropout=cfg.dropout,
+        input_dropout=cfg.input_dropout,
+        batch_norm=cfg.batch_norm,
+        leaky_slope=cfg.leaky_slope,
         dtype=None if cfg.matmul_dtype == "float32" else jnp.dtype(cfg.matmul_dtype),
         kernel_init=models.initializer(cfg.weight_init, cfg.init_scale, cfg.init_constant),
-        bias_init=models.initializer(cfg.bias_init, cfg.init_scale, cfg.init_constant,
-                                     accepted=models.BIAS_INITS))
+        bias_init=models.initializer(
+            cfg.bias_init, cfg.init_scale, cfg.init_constant, accepted=models.BIAS_INITS
+        ),
+    )
 
 
 def make_schedule(cfg: Config, total_steps: int) -> optax.ScalarOrSchedule:
@@ -55,14 +61,15 @@ def make_optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformatio
     return optimizer
 
 
-def loss_value(logits: jax.Array, labels: jax.Array, kind: str, smoothing: float = 0.0
-               ) -> jax.Array:
+def loss_value(
+    logits: jax.Array, labels: jax.Array, kind: str, smoothing: float = 0.0
+) -> jax.Array:
     """Return the batch-mean loss: softmax cross-entropy, or squared error of the softmax."""
     if kind == "cross_entropy" and not smoothing:  # bit-identical to the published tables' runs
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
     targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
     if kind == "mse":
-        return 0.5 * jnp.mean(jnp.sum((jax.nn.softmax(logits) - targets)**2, axis=-1))
+        return 0.5 * jnp.mean(jnp.sum((jax.nn.softmax(logits) - targets) ** 2, axis=-1))
     return optax.softmax_cross_entropy(logits, targets).mean()
 
 
@@ -84,40 +91,56 @@ def epoch_order(order_key: jax.Array, epoch: jax.Array, num_train: int) -> jax.A
     return jax.random.permutation(jax.random.fold_in(order_key, epoch), num_train)
 
 
-def init_replica(seed: jax.Array, data: Dataset, *, model: models.MLP,
-                 tx: optax.GradientTransformation, ema: bool = False) -> Replica:
+def init_replica(
+    seed: jax.Array,
+    data: Dataset,
+    *,
+    model: models.MLP,
+    tx: optax.GradientTransformation,
+    ema: bool = False,
+) -> Replica:
     """Return a fresh replica for the integer `seed`."""
     init_key, order_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
     num_train, num_inputs = data.train_x.shape
     params = model.init(init_key, jnp.zeros((1, num_inputs)))
-    return Replica(params=params, opt_state=tx.init(params["params"]),
-                   ema=params["params"] if ema else None,
-                   order=epoch_order(order_key, 0, num_train),
-                   order_key=order_key, dropout_key=dropout_key)
+    return Replica(
+        params=params,
+        opt_state=tx.init(params["params"]),
+        ema=params["params"] if ema else None,
+        order=epoch_order(order_key, 0, num_train),
+        order_key=order_key,
+        dropout_key=dropout_key,
+    )
 
 
-def chunk_orders(rep: Replica, first_step: jax.Array, count: int, num_train: int,
-                 per_epoch: int) -> tuple[jax.Array, jax.Array]:
+def chunk_orders(
+    rep: Replica, first_step: jax.Array, count: int, num_train: int, per_epoch: int
+) -> tuple[jax.Array, jax.Array]:
     """Return the orders of the epochs that `count` steps from `first_step` visit, and the
     number of the first: the order carried in, then each new epoch's, each made only once."""
     first_epoch = jnp.maximum(first_step - 1, 0) // per_epoch  # the carried order's epoch
     last_epoch = (first_step + count - 1) // per_epoch
 
     def new(epoch):  # the predicate is the same for every replica, so vmap keeps the cond
-        return jax.lax.cond(epoch <= last_epoch,
-                            lambda: epoch_order(rep.order_key, epoch, num_train),
-                            lambda: jnp.zeros(num_train, rep.order.dtype))
+        return jax.lax.cond(
+            epoch <= last_epoch,
+            lambda: epoch_order(rep.order_key, epoch, num_train),
+            lambda: jnp.zeros(num_train, rep.order.dtype),
+        )
+
     news = jax.lax.map(new, first_epoch + jnp.arange(1, (count - 1) // per_epoch + 2))
     return jnp.concatenate([rep.order[None], news]), first_epoch
 
 
 def clip_max_norm(params: dict, limit: float) -> dict:
     """Scale each unit's incoming weight vector (a kernel column) down to L2 norm `limit`."""
+
     def clip(path, w):
         if path[-1].key != "kernel":
             return w
         norms = jnp.linalg.norm(w, axis=0, keepdims=True)
         return w * jnp.minimum(1.0, limit / jnp.maximum(norms, 1e-12))
+
     return jax.tree_util.tree_map_with_path(clip, params)
 
 
@@ -127,11 +150,18 @@ def update_ema(ema: dict, params: dict, decay: float, step: jax.Array) -> dict:
     return jax.tree.map(lambda e, p: rate * e + (1 - rate) * p, ema, params)
 
 
-def replica_step(rep: Replica, step: jax.Array, batch: jax.Array, data: Dataset, *,
-                 model: models.MLP, tx: optax.GradientTransformation, cfg: Config,
-                 augmenter: augment.Augment | None,
-                 batch_sharding: jax.sharding.NamedSharding | None = None
-                 ) -> tuple[Replica, jax.Array]:
+def replica_step(
+    rep: Replica,
+    step: jax.Array,
+    batch: jax.Array,
+    data: Dataset,
+    *,
+    model: models.MLP,
+    tx: optax.GradientTransformation,
+    cfg: Config,
+    augmenter: augment.Augment | None,
+    batch_sharding: jax.sharding.NamedSharding | None = None,
+) -> tuple[Replica, jax.Array]:
     """Take one optimiser step on the training images `batch` (indices); return the loss.
 
     With `batch_sharding`, the batch is split across devices and XLA reduces the gradients.
@@ -144,15 +174,21 @@ def replica_step(rep: Replica, step: jax.Array, batch: jax.Array, data: Dataset,
         x = augmenter(jax.random.fold_in(step_key, 1), x)
 
     def objective(trainable):
-        logits, state = model.apply({**rep.params, "params": trainable}, x, train=True,
-                                    rngs={"dropout": step_key}, mutable=["batch_stats"])
+        logits, state = model.apply(
+            {**rep.params, "params": trainable},
+            x,
+            train=True,
+            rngs={"dropout": step_key},
+            mutable=["batch_stats"],
+        )
         return loss_value(logits, y, cfg.loss, cfg.label_smoothing), state
 
     if cfg.grad == "manual":  # one forward pass serves the loss and the chain rule
         zs, acts = backprop.forward(rep.params, x, cfg.act, cfg.leaky_slope)
         value, state = loss_value(zs[-1], y, cfg.loss, cfg.label_smoothing), {}
-        grads = backprop.backward(rep.params, zs, acts, y, cfg.act, cfg.loss, cfg.leaky_slope,
-                                  cfg.label_smoothing)["params"]
+        grads = backprop.backward(
+            rep.params, zs, acts, y, cfg.act, cfg.loss, cfg.leaky_slope, cfg.label_smoothing
+        )["params"]
     else:
         (value, state), grads = jax.value_and_grad(objective, has_aux=True)(rep.params["params"])
     updates, opt_state = tx.update(grads, rep.opt_state, rep.params["params"])
@@ -160,23 +196,27 @@ def replica_step(rep: Replica, step: jax.Array, batch: jax.Array, data: Dataset,
     if cfg.max_norm:
         trainable = clip_max_norm(trainable, cfg.max_norm)
     ema = update_ema(rep.ema, trainable, cfg.ema, step) if cfg.ema else rep.ema
-    return rep.replace(params={**rep.params, **state, "params": trainable},
-                       opt_state=opt_state, ema=ema), value
+    return rep.replace(
+        params={**rep.params, **state, "params": trainable}, opt_state=opt_state, ema=ema
+    ), value
 
 
 def per_replica(fn: Callable) -> Callable:
     """Map `fn` over the leading replica axis of its first argument (the rest are shared)."""
+
     def mapped(replicas, *shared):
         if jax.tree.leaves(replicas)[0].shape[0] == 1:
             # A lone replica skips vmap: XLA's batched matmul is ~10% slower on CPU.
             out = fn(jax.tree.map(lambda x: x[0], replicas), *shared)
             return jax.tree.map(lambda x: x[None], out)
         return jax.vmap(fn, in_axes=(0,) + (None,) * len(shared))(replicas, *shared)
+
     return mapped
 
 
-def train_chunk(replica: Replica, data: Dataset, steps: jax.Array, *, cfg: Config, **step_args
-                ) -> tuple[Replica, jax.Array]:
+def train_chunk(
+    replica: Replica, data: Dataset, steps: jax.Array, *, cfg: Config, **step_args
+) -> tuple[Replica, jax.Array]:
     """Run `steps` (consecutive step numbers) on one replica; return it and the losses."""
     num_train = data.train_x.shape[0]
     per_epoch = num_train // cfg.batch_size
@@ -187,6 +227,7 @@ def train_chunk(replica: Replica, data: Dataset, steps: jax.Array, *, cfg: Confi
         start = (number // per_epoch - first_epoch, number % per_epoch * cfg.batch_size)
         batch = jax.lax.dynamic_slice(orders, start, (1, cfg.batch_size))[0]
         return replica_step(rep, number, batch, data, cfg=cfg, **step_args)
+
     replica, losses = jax.lax.scan(step, replica, steps)
     return replica.replace(order=orders[steps[-1] // per_epoch - first_epoch]), losses
 
@@ -195,8 +236,9 @@ def train_chunk(replica: Replica, data: Dataset, steps: jax.Array, *, cfg: Confi
 EVAL_STREAM = 2**31 - 1
 
 
-def predict(model: models.MLP, params: dict, x: jax.Array,
-            dropout_key: jax.Array | None = None) -> jax.Array:
+def predict(
+    model: models.MLP, params: dict, x: jax.Array, dropout_key: jax.Array | None = None
+) -> jax.Array:
     """Return predicted classes; with `dropout_key`, dropout stays on (TF1 scripts' testing)."""
     if dropout_key is None:
         return jnp.argmax(model.apply(params, x), axis=-1)
@@ -213,9 +255,13 @@ def eval_params(rep: Replica) -> dict:
     return rep.params if rep.ema is None else {**rep.params, "params": rep.ema}
 
 
-def count_correct(model: models.MLP, rep: Replica, data: Dataset, dropout_at_eval: bool = False,
-                  batch_sharding: jax.sharding.NamedSharding | None = None
-                  ) -> tuple[jax.Array, jax.Array]:
+def count_correct(
+    model: models.MLP,
+    rep: Replica,
+    data: Dataset,
+    dropout_at_eval: bool = False,
+    batch_sharding: jax.sharding.NamedSharding | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """Return how many validation and test images one replica classifies right (whole splits)."""
     key, params = eval_dropout_key(rep, dropout_at_eval), eval_params(rep)
 
@@ -223,6 +269,7 @@ def count_correct(model: models.MLP, rep: Replica, data: Dataset, dropout_at_eva
         if batch_sharding is not None:
             x, y = jax.lax.with_sharding_constraint((x, y), batch_sharding)
         return jnp.sum(predict(model, params, x, key) == y)
+
     return correct(data.val_x, data.val_y), correct(data.test_x, data.test_y)
 
 
@@ -268,18 +315,34 @@ def _first_nonfinite(losses: np.ndarray, start: int, diverged: list[int | None])
             diverged[r] = start + int(bad[0])
 
 
-def chunk_program(cfg: Config, model: models.MLP, tx: optax.GradientTransformation,
-                  where: parallel.Placement) -> Callable:
+def chunk_program(
+    cfg: Config, model: models.MLP, tx: optax.GradientTransformation, where: parallel.Placement
+) -> Callable:
     """Return the jitted program that trains every replica for a chunk of steps, laid out as
     `where` says, the replicas' buffers donated."""
     augmenter = augment.make(cfg.augmentations(), cfg.strengths())
-    return jax.jit(per_replica(functools.partial(
-        train_chunk, model=model, tx=tx, cfg=cfg, augmenter=augmenter,
-        batch_sharding=where.batch)), donate_argnums=0, out_shardings=(where.replicas, where.whole))
+    return jax.jit(
+        per_replica(
+            functools.partial(
+                train_chunk,
+                model=model,
+                tx=tx,
+                cfg=cfg,
+                augmenter=augmenter,
+                batch_sharding=where.batch,
+            )
+        ),
+        donate_argnums=0,
+        out_shardings=(where.replicas, where.whole),
+    )
 
 
-def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], bool | None] | None = None,
-        visible: Sequence[jax.Device] | None = None) -> FitResult:
+def fit(
+    cfg: Config,
+    data: Dataset,
+    on_eval: Callable[[dict], bool | None] | None = None,
+    visible: Sequence[jax.Device] | None = None,
+) -> FitResult:
     """Train `cfg.num_seeds` replicas of the configured MLP on `data`, evaluating as it goes.
 
     Training uses `cfg.devices` of the `visible` devices (default: the default platform's).
@@ -291,14 +354,27 @@ def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], bool | None] | Non
     total = cfg.total_steps(data.train_x.shape[0])
     tx = make_optimizer(cfg, total)
     seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
-    init = jax.vmap(functools.partial(init_replica, model=model, tx=tx, ema=cfg.ema > 0),
-                    in_axes=(0, None))
+    init = jax.vmap(
+        functools.partial(init_replica, model=model, tx=tx, ema=cfg.ema > 0), in_axes=(0, None)
+    )
     replicas = jax.jit(init, out_shardings=where.replicas)(jnp.array(seeds), data)
     chunk = chunk_program(cfg, model, tx, where)
     tic = time.perf_counter()
-    evaluator = jax.jit(per_replica(functools.partial(
-        count_correct, model, dropout_at_eval=cfg.dropout_at_eval, batch_sharding=where.batch)),
-        out_shardings=where.whole).lower(replicas, data).compile()
+    evaluator = (
+        jax.jit(
+            per_replica(
+                functools.partial(
+                    count_correct,
+                    model,
+                    dropout_at_eval=cfg.dropout_at_eval,
+                    batch_sharding=where.batch,
+                )
+            ),
+            out_shardings=where.whole,
+        )
+        .lower(replicas, data)
+        .compile()
+    )
     compiled, compile_seconds = {}, time.perf_counter() - tic
     train_seconds = eval_seconds = 0.0
     diverged: list[int | None] = [None] * len(seeds)
@@ -320,31 +396,53 @@ def fit(cfg: Config, data: Dataset, on_eval: Callable[[dict], bool | None] | Non
 
         tic = time.perf_counter()
         val, test = evaluator(replicas, data)
-        val, test = fraction(np.asarray(val), len(data.val_y)), fraction(np.asarray(test),
-                                                                         len(data.test_y))
+        val, test = (
+            fraction(np.asarray(val), len(data.val_y)),
+            fraction(np.asarray(test), len(data.test_y)),
+        )
         eval_seconds += time.perf_counter() - tic
-        entry = {"step": start, "train_loss": losses.mean(axis=1).tolist(),
-                 "val_accuracy": val.tolist(), "test_accuracy": test.tolist()}
+        entry = {
+            "step": start,
+            "train_loss": losses.mean(axis=1).tolist(),
+            "val_accuracy": val.tolist(),
+            "test_accuracy": test.tolist(),
+        }
         history.append(entry)
-        if on_eval and on_eval({**entry, "steps_per_sec": len(steps) / chunk_seconds,
-                                "diverged_at_step": list(diverged),
-                                "train_seconds": train_seconds, "eval_seconds": eval_seconds}):
+        if on_eval and on_eval(
+            {
+                **entry,
+                "steps_per_sec": len(steps) / chunk_seconds,
+                "diverged_at_step": list(diverged),
+                "train_seconds": train_seconds,
+                "eval_seconds": eval_seconds,
+            }
+        ):
             break
 
     last = history[-1]
     return FitResult(
-        replicas=replicas, seeds=seeds, steps=start,
-        train_loss=np.array(last["train_loss"]), val_accuracy=np.array(last["val_accuracy"]),
-        test_accuracy=np.array(last["test_accuracy"]), diverged_at_step=diverged,
-        history=history, n_params=models.count_params(replicas.params["params"]) // len(seeds),
+        replicas=replicas,
+        seeds=seeds,
+        steps=start,
+        train_loss=np.array(last["train_loss"]),
+        val_accuracy=np.array(last["val_accuracy"]),
+        test_accuracy=np.array(last["test_accuracy"]),
+        diverged_at_step=diverged,
+        history=history,
+        n_params=models.count_params(replicas.params["params"]) // len(seeds),
         device_count=len(where.devices),
-        compile_seconds=compile_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds)
+        compile_seconds=compile_seconds,
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+    )
 
 
-def predict_test_split(cfg: Config, result: FitResult, data: Dataset, replica: int = 0
-                       ) -> np.ndarray:
+def predict_test_split(
+    cfg: Config, result: FitResult, data: Dataset, replica: int = 0
+) -> np.ndarray:
     """Return one replica's predicted test classes, measured as its accuracy was."""
     rep = jax.tree.map(lambda x: x[replica], result.replicas)
     key = eval_dropout_key(rep, cfg.dropout_at_eval)
-    return np.asarray(jax.jit(functools.partial(predict, make_model(cfg)))(
-        eval_params(rep), data.test_x, key))
+    return np.asarray(
+        jax.jit(functools.partial(predict, make_model(cfg)))(eval_params(rep), data.test_x, key)
+    )

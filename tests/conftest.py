@@ -31,10 +31,12 @@ def mnist(mnist_dir) -> data.Dataset:
 def tiny() -> data.Dataset:
     """40 training, 10 validation and 20 test 'images' of 784 random pixels, 10 classes."""
     rng = np.random.default_rng(0)
-    arrays = {"train_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
-              "train_labels": rng.integers(0, 10, 50, dtype=np.uint8),
-              "test_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-              "test_labels": rng.integers(0, 10, 20, dtype=np.uint8)}
+    arrays = {
+        "train_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, 50, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, 20, dtype=np.uint8),
+    }
     return data.to_device(arrays, validation_size=10, name="tiny")
 
 
@@ -47,7 +49,7 @@ def idx_bytes(array: np.ndarray, magic: int) -> bytes:
 def assert_trees_close(a, b, **tolerance) -> None:
     """Assert two parameter trees have the same structure and nearly equal leaves."""
     assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tolerance)
 
 
@@ -56,4 +58,4 @@ def first_replica(tree):
     return jax.tree.map(lambda x: x[0], tree)
 
 
-__all__ = ["idx_bytes", "assert_trees_close", "first_replica", "jnp"]
+__all__ = ["assert_trees_close", "first_replica", "idx_bytes", "jnp"]

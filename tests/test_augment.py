@@ -72,16 +72,24 @@ def test_fractions_outside_unit_interval_are_rejected(flag):
 
 def test_defaults_leave_the_tutorial_protocol_untouched():
     cfg = Config()
-    assert (cfg.augment, cfg.input_dropout, cfg.batch_norm, cfg.label_smoothing, cfg.max_norm,
-            cfg.ema, cfg.schedule) == ("", 0.0, False, 0.0, 0.0, 0.0, "constant")
+    assert (
+        cfg.augment,
+        cfg.input_dropout,
+        cfg.batch_norm,
+        cfg.label_smoothing,
+        cfg.max_norm,
+        cfg.ema,
+        cfg.schedule,
+    ) == ("", 0.0, False, 0.0, 0.0, 0.0, "constant")
 
 
 def test_label_smoothing_matches_its_formula():
     logits, labels = jnp.array([[2.0, 0.0, -1.0]]), jnp.array([0])
     targets = np.array([[0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3]])
     log_p = np.asarray(jax.nn.log_softmax(logits))
-    np.testing.assert_allclose(train.loss_value(logits, labels, "cross_entropy", 0.1),
-                               -(targets * log_p).sum(), rtol=1e-6)
+    np.testing.assert_allclose(
+        train.loss_value(logits, labels, "cross_entropy", 0.1), -(targets * log_p).sum(), rtol=1e-6
+    )
 
 
 def test_max_norm_clips_each_units_incoming_weights():
@@ -99,14 +107,21 @@ def test_ema_follows_the_weights_with_its_decay():
     np.testing.assert_allclose(early["w"], 0.9, rtol=1e-5)  # (1 + 0) / (10 + 0) = 0.1 decay
 
 
-TINY = Config(hidden=(32,), act="relu", batch_size=10, steps=40, eval_every=20,
-              init_scale=0.1, num_seeds=2)
+TINY = Config(
+    hidden=(32,), act="relu", batch_size=10, steps=40, eval_every=20, init_scale=0.1, num_seeds=2
+)
 
 
-@pytest.mark.parametrize("options", [
-    {"augment": "noise,salt_pepper,affine,elastic"}, {"batch_norm": True},
-    {"input_dropout": 0.2, "max_norm": 1.0}, {"ema": 0.9, "label_smoothing": 0.1},
-    {"schedule": "onecycle", "warmup_fraction": 0.3}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"augment": "noise,salt_pepper,affine,elastic"},
+        {"batch_norm": True},
+        {"input_dropout": 0.2, "max_norm": 1.0},
+        {"ema": 0.9, "label_smoothing": 0.1},
+        {"schedule": "onecycle", "warmup_fraction": 0.3},
+    ],
+)
 def test_every_recipe_option_trains(tiny, options):
     cfg = dataclasses.replace(TINY, **options)
     result = train.fit(cfg, tiny)
@@ -134,18 +149,25 @@ def test_corrupted_accuracies_cover_every_corruption(tiny):
     assert list(accuracies) == list(robustness.corruptions())
     assert "noise 0.5" in accuracies and "shift 3px" in accuracies
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in accuracies.values())
-    clean = jnp.mean(train.predict(train.make_model(TINY), jax.tree.map(
-        lambda x: x[0], result.params), tiny.test_x) == tiny.test_y)
+    clean = jnp.mean(
+        train.predict(
+            train.make_model(TINY), jax.tree.map(lambda x: x[0], result.params), tiny.test_x
+        )
+        == tiny.test_y
+    )
     assert accuracies["noise 0"][0] == pytest.approx(float(clean))
 
 
 def test_affine_components_follow_their_definitions():
-    grid = np.asarray(augment._pixel_grid())  # pylint: disable=protected-access
+    grid = np.asarray(augment._pixel_grid())
     none = dict(rotate=0.0, scale=0.0, shear=0.0, translate=0.0)
-    rotated = np.asarray(augment.affine_offsets(KEY, 8, augment.Strengths(**{**none, "rotate": 30})))
+    rotated = np.asarray(
+        augment.affine_offsets(KEY, 8, augment.Strengths(**{**none, "rotate": 30}))
+    )
     radius = np.linalg.norm(grid, axis=0)
-    np.testing.assert_allclose(np.linalg.norm(grid + rotated, axis=1), np.broadcast_to(
-        radius, (8, 28, 28)), atol=1e-4)  # a rotation keeps distances to the centre
+    np.testing.assert_allclose(
+        np.linalg.norm(grid + rotated, axis=1), np.broadcast_to(radius, (8, 28, 28)), atol=1e-4
+    )  # a rotation keeps distances to the centre
     assert np.abs(rotated).max() > 1
     sheared = np.asarray(augment.affine_offsets(KEY, 8, augment.Strengths(**{**none, "shear": 10})))
     np.testing.assert_allclose(sheared[:, 1], 0, atol=1e-5)  # columns stay, rows slide

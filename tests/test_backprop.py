@@ -16,9 +16,13 @@ HIDDEN = [(), (7,), (9, 5, 4), (16, 16)]
 
 
 def setup(act, hidden, dtype=jnp.float32):
-    model = models.MLP(hidden=hidden, act=act, leaky_slope=0.1,
-                       kernel_init=models.initializer("lecun_normal"),
-                       bias_init=models.initializer("normal", 0.5))
+    model = models.MLP(
+        hidden=hidden,
+        act=act,
+        leaky_slope=0.1,
+        kernel_init=models.initializer("lecun_normal"),
+        bias_init=models.initializer("normal", 0.5),
+    )
     x = 4 * jax.random.normal(jax.random.key(1), (16, 12), dtype)  # z past relu6's cap
     y = jax.random.randint(jax.random.key(2), (16,), 0, 10)
     params = jax.tree.map(lambda p: p.astype(dtype), model.init(jax.random.key(0), x))
@@ -26,8 +30,10 @@ def setup(act, hidden, dtype=jnp.float32):
 
 
 def relative_error(manual, auto) -> float:
-    return max(float(jnp.linalg.norm(m - a) / jnp.linalg.norm(a))
-               for m, a in zip(jax.tree.leaves(manual), jax.tree.leaves(auto)))
+    return max(
+        float(jnp.linalg.norm(m - a) / jnp.linalg.norm(a))
+        for m, a in zip(jax.tree.leaves(manual), jax.tree.leaves(auto), strict=True)
+    )
 
 
 def autodiff(model, params, x, y, loss, smoothing):
@@ -65,33 +71,46 @@ def test_finite_differences_agree():
 
         def loss(p):
             return float(train.loss_value(model.apply(p, x), y, "cross_entropy"))
+
         eps = 1e-6
-        for layer, name, index in [("Dense_0", "kernel", (3, 2)), ("Dense_1", "bias", (4,)),
-                                   ("Dense_2", "kernel", (0, 9)), ("Dense_2", "bias", (1,))]:
-            def moved(sign):
-                leaf = params["params"][layer][name]
-                changed = leaf.at[index].add(sign * eps)
+        for layer, name, index in [
+            ("Dense_0", "kernel", (3, 2)),
+            ("Dense_1", "bias", (4,)),
+            ("Dense_2", "kernel", (0, 9)),
+            ("Dense_2", "bias", (1,)),
+        ]:
+
+            def moved(sign, layer=layer, name=name, index=index):
+                changed = params["params"][layer][name].at[index].add(sign * eps)
                 return jax.tree_util.tree_map_with_path(
-                    lambda path, p: changed if (path[-2].key, path[-1].key) == (layer, name)
-                    else p, params)
+                    lambda path, p: changed if (path[-2].key, path[-1].key) == (layer, name) else p,
+                    params,
+                )
+
             numeric = (loss(moved(1)) - loss(moved(-1))) / (2 * eps)
             assert manual["params"][layer][name][index] == pytest.approx(numeric, rel=1e-6)
 
 
 def test_manual_training_ends_where_autodiff_does(tiny):
-    cfg = Config(hidden=(32, 16), act="sigmoid", batch_size=10, steps=200, eval_every=100,
-                 init_scale=0.1)
+    cfg = Config(
+        hidden=(32, 16), act="sigmoid", batch_size=10, steps=200, eval_every=100, init_scale=0.1
+    )
     auto = train.fit(cfg, tiny)
     manual = train.fit(dataclasses.replace(cfg, grad="manual"), tiny)
     assert_trees_close(manual.params, auto.params, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(manual.history[-1]["train_loss"], auto.history[-1]["train_loss"],
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        manual.history[-1]["train_loss"], auto.history[-1]["train_loss"], rtol=1e-4
+    )
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"act": "prelu"}, "no hand-written derivative for 'prelu'"),
-    ({"dropout": 0.5}, "--grad=manual covers plain float32 MLPs"),
-    ({"batch_norm": True}, "--grad=manual covers plain float32 MLPs")])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"act": "prelu"}, "no hand-written derivative for 'prelu'"),
+        ({"dropout": 0.5}, "--grad=manual covers plain float32 MLPs"),
+        ({"batch_norm": True}, "--grad=manual covers plain float32 MLPs"),
+    ],
+)
 def test_manual_gradients_refuse_what_they_do_not_cover(settings, message):
     with pytest.raises(InputError, match=message):
         Config(grad="manual", **settings)

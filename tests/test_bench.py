@@ -15,8 +15,13 @@ def test_flop_count_matches_xla_cost_analysis(hidden, batch_size):
     """XLA counts the same matrix products, plus a little elementwise work (< 3%)."""
     cfg = Config(hidden=hidden, batch_size=batch_size)
     init, sgd_step = benchmark.minimal_model(cfg)
-    compiled = jax.jit(sgd_step).lower(init(jax.random.key(0)), jnp.zeros((batch_size, 784)),
-                                       jnp.zeros(batch_size, jnp.int32)).compile()
+    compiled = (
+        jax.jit(sgd_step)
+        .lower(
+            init(jax.random.key(0)), jnp.zeros((batch_size, 784)), jnp.zeros(batch_size, jnp.int32)
+        )
+        .compile()
+    )
     ratio = compiled.cost_analysis()["flops"] / benchmark.train_step_flops(hidden, batch_size)
     assert 1.0 <= ratio < 1.03
 
@@ -30,11 +35,23 @@ def test_tutorial_step_is_364_mflop():
 def test_report_covers_every_measurement(tiny, tmp_path):
     tutorial = Config(hidden=(16,), batch_size=10, epochs=2, eval_every=4)
     bench = benchmark.BenchConfig(
-        tutorial=tutorial, recipe=dataclasses.replace(tutorial, name="recipe", augment="affine"),
-        platforms=("cpu",), repeats=2, sweep=True, seconds_per_point=0.01,
-        batch_sizes=(5, 10), num_seeds=(1, 2), widths=(16,))
-    report = {"command": "bench", "date": "today", "cpus": 2, "versions": {"jax": jax.__version__},
-              **benchmark.run(bench, tiny)}
+        tutorial=tutorial,
+        recipe=dataclasses.replace(tutorial, name="recipe", augment="affine"),
+        platforms=("cpu",),
+        repeats=2,
+        sweep=True,
+        seconds_per_point=0.01,
+        batch_sizes=(5, 10),
+        num_seeds=(1, 2),
+        widths=(16,),
+    )
+    report = {
+        "command": "bench",
+        "date": "today",
+        "cpus": 2,
+        "versions": {"jax": jax.__version__},
+        **benchmark.run(bench, tiny),
+    }
     cpu = report["platforms"]["cpu"]
     assert cpu["matmul_peak"]["float32"]["flops_per_sec"] > 0
     tutorial_report = cpu["tutorial"]
@@ -52,7 +69,8 @@ def test_report_covers_every_measurement(tiny, tmp_path):
     sweep = cpu["sweep"]
     assert [p["batch_size"] for p in sweep["batch_size"]] == [5, 10]
     assert sweep["num_seeds"][1]["examples_per_sec"] == pytest.approx(
-        2 * 10 * sweep["num_seeds"][1]["steps_per_sec"])
+        2 * 10 * sweep["num_seeds"][1]["steps_per_sec"]
+    )
     assert sweep["saturating_batch_size"] in (5, 10)
     text = benchmark.markdown(report)
     assert "| mlp_jax |" in text and "saturates" in text and "| 16×16 |" in text

@@ -14,16 +14,29 @@ from tests.conftest import REPO
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.mlp", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.mlp", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_short_run_prints_and_records(mnist_dir, tmp_path):
     out = tmp_path / "runs.jsonl"
     data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
-    proc = run_cli("--hidden=64", "--act=relu", "--steps=200", "--eval_every=100",
-                   "--num_seeds=2", f"--out={out}", "--name=smoke", *data_flag)
+    proc = run_cli(
+        "--hidden=64",
+        "--act=relu",
+        "--steps=200",
+        "--eval_every=100",
+        "--num_seeds=2",
+        f"--out={out}",
+        "--name=smoke",
+        *data_flag,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("config: ") and "hidden=(64,)" in lines[0]
@@ -31,8 +44,10 @@ def test_short_run_prints_and_records(mnist_dir, tmp_path):
     assert sum(line.startswith("step ") for line in lines) == 2
     assert lines[-1].startswith("test_accuracy=") and "mean ± std over 2 seeds" in lines[-1]
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["name"], r["seed"], r["steps"]) for r in records] == [("smoke", 0, 200),
-                                                                    ("smoke", 1, 200)]
+    assert [(r["name"], r["seed"], r["steps"]) for r in records] == [
+        ("smoke", 0, 200),
+        ("smoke", 1, 200),
+    ]
     assert all(r["test_accuracy"] > 0.85 for r in records)
 
 
@@ -86,17 +101,20 @@ def test_bad_flag_is_one_line_and_exit_2(flags, message):
     check_one_line_error(run_cli(*flags), message)
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("missing", "missing data file t10k-labels-idx1-ubyte"),
-    ("corrupt", "corrupt data file"),
-    ("truncated", "truncated IDX file"),
-])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "missing data file t10k-labels-idx1-ubyte"),
+        ("corrupt", "corrupt data file"),
+        ("truncated", "truncated IDX file"),
+    ],
+)
 def test_bad_data_folder_is_one_line_and_exit_2(broken_folders, kind, message):
     check_one_line_error(run_cli(f"--data_dir={broken_folders[kind]}"), message)
 
 
 def test_offline_without_data_folder_says_what_to_do(tmp_path):
-    if data._reachable():  # pylint: disable=protected-access
+    if data._reachable():
         pytest.skip("this machine can download; the offline message cannot show")
     env = {"MLP_JAX_DATA": "", "TFDS_DATA_DIR": str(tmp_path)}
     check_one_line_error(run_cli("--steps=10", env=env), "--data_dir (or the MLP_JAX_DATA")

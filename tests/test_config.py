@@ -6,8 +6,9 @@ from mlp_jax.config import Config, parse_hidden
 from mlp_jax.errors import InputError
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("625,441", (625, 441)), ("900", (900,)), ("", ()), (" 5 , 4 ", (5, 4))])
+@pytest.mark.parametrize(
+    "text, expected", [("625,441", (625, 441)), ("900", (900,)), ("", ()), (" 5 , 4 ", (5, 4))]
+)
 def test_parse_hidden(text, expected):
     assert parse_hidden(text) == expected
 
@@ -25,26 +26,29 @@ def test_defaults_are_the_tutorial_protocol():
     assert cfg.validation_size == 5000
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"act": "relu7"}, "unknown activation 'relu7'"),
-    ({"weight_init": "xavier"}, "unknown initialiser 'xavier'"),
-    ({"bias_init": "lecun_normal"}, "unknown initialiser 'lecun_normal'"),
-    ({"optimizer": "lbfgs"}, "unknown --optimizer 'lbfgs'; accepted: sgd, momentum"),
-    ({"dataset": "cifar10"}, "unknown --dataset 'cifar10'; accepted: mnist"),
-    ({"loss": "hinge"}, "unknown --loss 'hinge'"),
-    ({"schedule": "step"}, "unknown --schedule 'step'"),
-    ({"dropout": 1.0}, r"--dropout 1.0 is outside \[0, 1\)"),
-    ({"dropout": -0.1}, r"--dropout -0.1 is outside \[0, 1\)"),
-    ({"lr": 0.0}, "--lr must be positive, got 0.0"),
-    ({"lr": -1.0}, "--lr must be positive"),
-    ({"batch_size": 0}, "--batch_size must be positive"),
-    ({"steps": 0}, "--steps must be positive"),
-    ({"epochs": -1}, "--epochs must be positive"),
-    ({"num_seeds": 0}, "--num_seeds must be positive"),
-    ({"eval_every": 0}, "--eval_every must be positive"),
-    ({"validation_size": -5}, "--validation_size must be >= 0"),
-    ({"hidden": (5, 0)}, "hidden sizes must be positive"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"act": "relu7"}, "unknown activation 'relu7'"),
+        ({"weight_init": "xavier"}, "unknown initialiser 'xavier'"),
+        ({"bias_init": "lecun_normal"}, "unknown initialiser 'lecun_normal'"),
+        ({"optimizer": "lbfgs"}, "unknown --optimizer 'lbfgs'; accepted: sgd, momentum"),
+        ({"dataset": "cifar10"}, "unknown --dataset 'cifar10'; accepted: mnist"),
+        ({"loss": "hinge"}, "unknown --loss 'hinge'"),
+        ({"schedule": "step"}, "unknown --schedule 'step'"),
+        ({"dropout": 1.0}, r"--dropout 1.0 is outside \[0, 1\)"),
+        ({"dropout": -0.1}, r"--dropout -0.1 is outside \[0, 1\)"),
+        ({"lr": 0.0}, "--lr must be positive, got 0.0"),
+        ({"lr": -1.0}, "--lr must be positive"),
+        ({"batch_size": 0}, "--batch_size must be positive"),
+        ({"steps": 0}, "--steps must be positive"),
+        ({"epochs": -1}, "--epochs must be positive"),
+        ({"num_seeds": 0}, "--num_seeds must be positive"),
+        ({"eval_every": 0}, "--eval_every must be positive"),
+        ({"validation_size": -5}, "--validation_size must be >= 0"),
+        ({"hidden": (5, 0)}, "hidden sizes must be positive"),
+    ],
+)
 def test_config_rejects(settings, message):
     with pytest.raises(InputError, match=message):
         Config(**settings)

@@ -20,7 +20,8 @@ def write_folder(folder, n_train=12, n_test=6, compress=True, **replace) -> str:
         "train_labels": idx_bytes(np.arange(n_train) % 10, data.LABEL_MAGIC),
         "test_images": idx_bytes(rng.integers(0, 256, (n_test, 28, 28)), data.IMAGE_MAGIC),
         "test_labels": idx_bytes(np.arange(n_test) % 10, data.LABEL_MAGIC),
-        **replace}
+        **replace,
+    }
     os.makedirs(folder, exist_ok=True)
     for key, raw in contents.items():
         path = os.path.join(folder, data.IDX_FILES[key])
@@ -40,13 +41,16 @@ def test_parse_idx_reads_shape_and_values():
     np.testing.assert_array_equal(parsed, array)
 
 
-@pytest.mark.parametrize("raw, message", [
-    (idx_bytes(np.zeros(3), data.LABEL_MAGIC), "magic number 2049, expected 2051"),
-    (b"\x00\x00", "magic number nothing"),
-    (idx_bytes(np.zeros((2, 28, 28)), data.IMAGE_MAGIC)[:-1], "truncated IDX file"),
-    (idx_bytes(np.zeros((2, 28, 28)), data.IMAGE_MAGIC)[:10], "truncated IDX file"),
-    (idx_bytes(np.zeros((2, 28, 28)), data.IMAGE_MAGIC) + b"\x00", "oversized IDX file"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (idx_bytes(np.zeros(3), data.LABEL_MAGIC), "magic number 2049, expected 2051"),
+        (b"\x00\x00", "magic number nothing"),
+        (idx_bytes(np.zeros((2, 28, 28)), data.IMAGE_MAGIC)[:-1], "truncated IDX file"),
+        (idx_bytes(np.zeros((2, 28, 28)), data.IMAGE_MAGIC)[:10], "truncated IDX file"),
+        (idx_bytes(np.zeros((2, 28, 28)), data.IMAGE_MAGIC) + b"\x00", "oversized IDX file"),
+    ],
+)
 def test_parse_idx_rejects_bad_bytes(raw, message):
     with pytest.raises(InputError, match=message):
         data.parse_idx(raw, data.IMAGE_MAGIC, "bad-file")
@@ -70,7 +74,7 @@ def test_no_validation_split(tmp_path):
 
 
 def test_missing_folder_and_file(tmp_path):
-    with pytest.raises(InputError, match="missing data folder .*--data_dir"):
+    with pytest.raises(InputError, match=r"missing data folder .*--data_dir"):
         data.read_idx_folder(str(tmp_path / "nowhere"))
     folder = write_folder(tmp_path)
     os.remove(os.path.join(folder, "t10k-labels-idx1-ubyte.gz"))
@@ -82,15 +86,18 @@ def test_corrupt_gzip(tmp_path):
     folder = write_folder(tmp_path)
     with open(os.path.join(folder, "train-images-idx3-ubyte.gz"), "wb") as f:
         f.write(b"this is not gzip data")
-    with pytest.raises(InputError, match="corrupt data file .*train-images"):
+    with pytest.raises(InputError, match=r"corrupt data file .*train-images"):
         data.read_idx_folder(folder)
 
 
-@pytest.mark.parametrize("replace, message", [
-    ({"train_images": idx_bytes(np.zeros((12, 14, 14)), data.IMAGE_MAGIC)}, r"\(14, 14\)"),
-    ({"test_labels": idx_bytes(np.zeros(5), data.LABEL_MAGIC)}, "6 images but 5 labels"),
-    ({"train_labels": idx_bytes(np.full(12, 10), data.LABEL_MAGIC)}, "labels go up to 10"),
-])
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        ({"train_images": idx_bytes(np.zeros((12, 14, 14)), data.IMAGE_MAGIC)}, r"\(14, 14\)"),
+        ({"test_labels": idx_bytes(np.zeros(5), data.LABEL_MAGIC)}, "6 images but 5 labels"),
+        ({"train_labels": idx_bytes(np.full(12, 10), data.LABEL_MAGIC)}, "labels go up to 10"),
+    ],
+)
 def test_folder_layout_checks(tmp_path, replace, message):
     with pytest.raises(InputError, match=message):
         data.read_idx_folder(write_folder(tmp_path, **replace))
@@ -105,7 +112,7 @@ def test_validation_size_must_leave_training_images(tmp_path):
 def test_tfds_offline_says_how_to_use_local_files(monkeypatch, tmp_path):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(data, "_reachable", lambda: False)
-    with pytest.raises(InputError, match="--data_dir .*MLP_JAX_DATA"):
+    with pytest.raises(InputError, match=r"--data_dir .*MLP_JAX_DATA"):
         data.load("mnist", None)
 
 

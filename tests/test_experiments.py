@@ -9,16 +9,23 @@ from tests.conftest import REPO
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
 
 def test_time_to_accuracy_stops_at_the_target(tmp_path):
     out = tmp_path / "t.jsonl"
-    proc = run("experiments.time_to_accuracy", "--target=0.9", "--hidden=64", "--steps=3000",
-               "--eval_every=100", f"--out={out}")
+    proc = run(
+        "experiments.time_to_accuracy",
+        "--target=0.9",
+        "--hidden=64",
+        "--steps=3000",
+        "--eval_every=100",
+        f"--out={out}",
+    )
     (record,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["reached_at_step"] is not None and record["steps"] == record["reached_at_step"]
     assert record["steps"] < 3000  # stopped early
@@ -30,18 +37,27 @@ def test_time_to_accuracy_stops_at_the_target(tmp_path):
 
 
 def test_noise_table_compares_clean_and_noise_trained(tmp_path):
-    run("experiments.noise", "--hidden=32", "--steps=100", "--eval_every=100",
-        "--variants=clean=,noisy=noise", f"--out_dir={tmp_path}")
+    run(
+        "experiments.noise",
+        "--hidden=32",
+        "--steps=100",
+        "--eval_every=100",
+        "--variants=clean=,noisy=noise",
+        f"--out_dir={tmp_path}",
+    )
     text = (tmp_path / "table.md").read_text()
     assert text.startswith("Command: `python -m experiments.noise")
-    table = text[text.index("| model"):].splitlines()
+    table = text[text.index("| model") :].splitlines()
     assert table[0].startswith("| model | trained with | noise 0 | noise 0.1 |")
     assert [line.split("|")[1].strip() for line in table[2:]] == ["clean", "noisy"]
     assert os.path.getsize(tmp_path / "robustness.png") > 0
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert [r["config"]["augment"] for r in records] == ["", "noise"]
-    assert set(records[0]["corrupted_test_accuracy"]) >= {"noise 0.5", "salt&pepper 0.1",
-                                                          "shift 2px"}
+    assert set(records[0]["corrupted_test_accuracy"]) >= {
+        "noise 0.5",
+        "salt&pepper 0.1",
+        "shift 2px",
+    }
 
 
 def test_augment_demo_writes_its_figure(tmp_path):

@@ -19,8 +19,14 @@ ENV = {**os.environ, "PYTHON": sys.executable}  # the interpreter running the te
 
 
 def launch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([os.path.join(REPO, "launch.sh"), *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=600, env=ENV)
+    return subprocess.run(
+        [os.path.join(REPO, "launch.sh"), *args],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        timeout=600,
+        env=ENV,
+    )
 
 
 def count_records(path) -> int:
@@ -31,9 +37,14 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
     out = tmp_path / "grid"
     args = ["seed_table", "--seeds", "1", "--out", str(out), "--", "--steps=50"]
     path = str(out / "results.jsonl")
-    first = subprocess.Popen([os.path.join(REPO, "launch.sh"), *args], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, env=ENV)
+    first = subprocess.Popen(
+        [os.path.join(REPO, "launch.sh"), *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=ENV,
+    )
     deadline = time.time() + 300
     while count_records(path) < 2 and time.time() < deadline and first.poll() is None:
         time.sleep(0.2)
@@ -60,8 +71,21 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
 
     # Other settings are other runs: they are not taken for complete.
     pending = subprocess.run(
-        [sys.executable, "-m", "experiments.grid", "--grid=seed_table", f"--out={out}",
-         "--pending", "--", "--steps=60"], cwd=REPO, text=True, capture_output=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "experiments.grid",
+            "--grid=seed_table",
+            f"--out={out}",
+            "--pending",
+            "--",
+            "--steps=60",
+        ],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        check=True,
+    )
     assert len(pending.stdout.splitlines()) == ROWS
 
 
@@ -69,23 +93,33 @@ def test_list_prints_one_full_command_per_row(tmp_path):
     listed = launch("seed_table", "--seeds", "5", "--out", str(tmp_path), "--list")
     commands = listed.stdout.splitlines()
     assert listed.returncode == 0 and len(commands) == ROWS
-    assert all("-m experiments.mlp --name=t1_" in c and "--num_seeds=5" in c and
-               f"--out={tmp_path}/results.jsonl" in c for c in commands)
+    assert all(
+        "-m experiments.mlp --name=t1_" in c
+        and "--num_seeds=5" in c
+        and f"--out={tmp_path}/results.jsonl" in c
+        for c in commands
+    )
     one = launch("seed_table", "--out", str(tmp_path), "--list", "--row", "4")
     assert one.stdout.count("\n") == 1 and "--hidden=625,441 --act=relu6" in one.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
-    (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
-    (["seed_table", "--", "--act=relu7"], "unknown activation 'relu7'"),
-    (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
-    (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
-    (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
+        (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
+        (["seed_table", "--", "--act=relu7"], "unknown activation 'relu7'"),
+        (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
+        (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
+        (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
+    ],
+)
 def test_bad_input_stops_before_any_training(tmp_path, args, message):
-    proc = launch(*args, "--out", str(tmp_path)) if "--" not in args else launch(
-        *args[:args.index("--")], "--out", str(tmp_path), *args[args.index("--"):])
+    proc = (
+        launch(*args, "--out", str(tmp_path))
+        if "--" not in args
+        else launch(*args[: args.index("--")], "--out", str(tmp_path), *args[args.index("--") :])
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "results.jsonl").exists()

@@ -40,8 +40,9 @@ def test_activation_matches_formula(name):
 
     module = Wrap()
     variables = module.init(jax.random.key(0), jnp.asarray(X))
-    np.testing.assert_allclose(module.apply(variables, jnp.asarray(X)), FORMULAS[name],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        module.apply(variables, jnp.asarray(X)), FORMULAS[name], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_leaky_slope_and_prelu_slope_is_learned():
@@ -61,12 +62,15 @@ def test_unknown_activation():
 SHAPE = (400, 300)
 
 
-@pytest.mark.parametrize("name, mean, std", [
-    ("normal", 0.0, 0.01),
-    ("lecun_normal", 0.0, math.sqrt(1 / 400)),
-    ("glorot_uniform", 0.0, math.sqrt(2 / 700)),  # uniform on +-sqrt(6 / 700)
-    ("he_normal", 0.0, math.sqrt(2 / 400)),
-])
+@pytest.mark.parametrize(
+    "name, mean, std",
+    [
+        ("normal", 0.0, 0.01),
+        ("lecun_normal", 0.0, math.sqrt(1 / 400)),
+        ("glorot_uniform", 0.0, math.sqrt(2 / 700)),  # uniform on +-sqrt(6 / 700)
+        ("he_normal", 0.0, math.sqrt(2 / 400)),
+    ],
+)
 def test_initialiser_statistics(name, mean, std):
     w = np.asarray(models.initializer(name)(jax.random.key(0), SHAPE))
     assert abs(w.mean() - mean) < 0.05 * std
@@ -76,14 +80,16 @@ def test_initialiser_statistics(name, mean, std):
 def test_glorot_uniform_bound_and_constant_and_zeros():
     w = np.asarray(models.initializer("glorot_uniform")(jax.random.key(0), SHAPE))
     assert np.abs(w).max() <= math.sqrt(6 / 700)
-    assert np.all(np.asarray(models.initializer("constant", value=0.1)(None, (5,))) ==
-                  np.float32(0.1))
+    assert np.all(
+        np.asarray(models.initializer("constant", value=0.1)(None, (5,))) == np.float32(0.1)
+    )
     assert not np.any(models.initializer("zeros")(None, SHAPE))
 
 
 def test_bias_initialisers_are_restricted():
-    with pytest.raises(InputError, match="unknown initialiser 'he_normal'; accepted: normal, "
-                                         "zeros, constant"):
+    with pytest.raises(
+        InputError, match="unknown initialiser 'he_normal'; accepted: normal, zeros, constant"
+    ):
         models.initializer("he_normal", accepted=models.BIAS_INITS)
 
 
@@ -91,15 +97,19 @@ def test_mlp_layers_are_x_at_w_plus_b():
     model = models.MLP(hidden=(625, 441), act="relu6")
     params = model.init(jax.random.key(0), jnp.zeros((1, 784)))["params"]
     shapes = {name: (p["kernel"].shape, p["bias"].shape) for name, p in params.items()}
-    assert shapes == {"Dense_0": ((784, 625), (625,)), "Dense_1": ((625, 441), (441,)),
-                      "Dense_2": ((441, 10), (10,))}
+    assert shapes == {
+        "Dense_0": ((784, 625), (625,)),
+        "Dense_1": ((625, 441), (441,)),
+        "Dense_2": ((441, 10), (10,)),
+    }
     assert models.count_params({"params": params}) == 784 * 625 + 625 + 625 * 441 + 441 + 4410 + 10
     x = jax.random.uniform(jax.random.key(1), (5, 784))
+
     def dense(h, name):
         return h @ params[name]["kernel"] + params[name]["bias"][None, :]
+
     expected = dense(jax.nn.relu6(dense(jax.nn.relu6(dense(x, "Dense_0")), "Dense_1")), "Dense_2")
-    np.testing.assert_allclose(model.apply({"params": params}, x), expected, rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(model.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_no_hidden_layer_is_softmax_regression():
@@ -108,9 +118,13 @@ def test_no_hidden_layer_is_softmax_regression():
 
 
 def test_dropout_drops_in_training_only():
-    model = models.MLP(hidden=(2000,), act="identity", dropout=0.67,
-                       kernel_init=models.initializer("constant", value=1.0),
-                       bias_init=models.initializer("zeros"))
+    model = models.MLP(
+        hidden=(2000,),
+        act="identity",
+        dropout=0.67,
+        kernel_init=models.initializer("constant", value=1.0),
+        bias_init=models.initializer("zeros"),
+    )
     variables = model.init(jax.random.key(0), jnp.zeros((1, 784)))
     x = jnp.ones((1, 784))
     assert jnp.all(model.apply(variables, x) == model.apply(variables, x))

@@ -59,9 +59,14 @@ def four_devices(mnist_dir, tmp_path_factory):
     if not mnist_dir:
         pytest.skip("needs MLP_JAX_DATA")
     out = str(tmp_path_factory.mktemp("four") / "run")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, mnist_dir, out], cwd=REPO,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **FOUR_DEVICES, "PYTHONPATH": REPO})
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mnist_dir, out],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **FOUR_DEVICES, "PYTHONPATH": REPO},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out + ".json", encoding="utf-8") as f:
         return json.load(f), dict(np.load(out + ".npz"))
@@ -94,8 +99,10 @@ def test_spread_replicas_live_one_per_device(four_devices):
 def test_impossible_layouts_say_what_is_accepted(four_devices):
     report, _ = four_devices
     assert "--num_seeds 3 over 4 devices; accepted: a multiple of 4" in report["seeds_3"]
-    assert "--devices 5 asks for more devices than the 4 visible; accepted: 0..4" in (
-        report["devices_5"])
+    assert (
+        "--devices 5 asks for more devices than the 4 visible; accepted: 0..4"
+        in (report["devices_5"])
+    )
 
 
 def free_port() -> int:
@@ -109,18 +116,38 @@ def test_two_processes_train_as_one_run(mnist_dir, mnist, tmp_path):
     if not mnist_dir:
         pytest.skip("needs MLP_JAX_DATA")
     out, port = tmp_path / "runs.jsonl", free_port()
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "experiments.mlp", "--steps=50", "--eval_every=25",
-         "--num_seeds=2", f"--data_dir={mnist_dir}", f"--out={out}"], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-             "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
-             "JAX_PROCESS_ID": str(index)}) for index in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "experiments.mlp",
+                "--steps=50",
+                "--eval_every=25",
+                "--num_seeds=2",
+                f"--data_dir={mnist_dir}",
+                f"--out={out}",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={
+                **os.environ,
+                "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                "JAX_NUM_PROCESSES": "2",
+                "JAX_PROCESS_ID": str(index),
+            },
+        )
+        for index in range(2)
+    ]
     for proc in procs:
         log = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, log[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["seed"], r["device_count"]) for r in records] == [(0, 4), (1, 4)]  # written once
     alone = train.fit(Config(steps=50, eval_every=25, num_seeds=2), mnist)
-    np.testing.assert_allclose([r["test_accuracy"] for r in records], alone.test_accuracy,
-                               atol=3e-4)
+    np.testing.assert_allclose(
+        [r["test_accuracy"] for r in records], alone.test_accuracy, atol=3e-4
+    )

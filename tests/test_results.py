@@ -10,9 +10,25 @@ from mlp_jax import results, train
 from mlp_jax.config import Config
 
 DESIGN_FIELDS = {  # ../shared/DESIGN.md, "The run record"
-    "name", "config", "seed", "dataset", "test_accuracy", "val_accuracy", "train_loss", "steps",
-    "diverged", "diverged_at_step", "n_params", "compile_seconds", "train_seconds",
-    "steps_per_sec", "platform", "device", "versions", "history"}
+    "name",
+    "config",
+    "seed",
+    "dataset",
+    "test_accuracy",
+    "val_accuracy",
+    "train_loss",
+    "steps",
+    "diverged",
+    "diverged_at_step",
+    "n_params",
+    "compile_seconds",
+    "train_seconds",
+    "steps_per_sec",
+    "platform",
+    "device",
+    "versions",
+    "history",
+}
 TINY = Config(hidden=(8,), act="tanh", batch_size=10, steps=30, eval_every=10, num_seeds=2)
 
 
@@ -20,15 +36,14 @@ def test_records_have_every_design_field(tiny, tmp_path):
     records = results.run_records(TINY, train.fit(TINY, tiny), "tiny")
     assert [r["seed"] for r in records] == [0, 1]
     for record in records:
-        assert DESIGN_FIELDS <= set(record) and set(record) == set(results.RECORD_FIELDS)
+        assert set(record) >= DESIGN_FIELDS and set(record) == set(results.RECORD_FIELDS)
         assert list(record["config"]["hidden"]) == [8] and record["config"]["act"] == "tanh"
         assert record["diverged"] is False and record["diverged_at_step"] is None
         assert record["device_count"] == 1
         assert record["n_params"] == 784 * 8 + 8 + 8 * 10 + 10
         assert set(record["versions"]) == {"jax", "flax", "optax"}
         assert [h["step"] for h in record["history"]] == [10, 20, 30]
-        assert set(record["history"][0]) == {"step", "train_loss", "val_accuracy",
-                                             "test_accuracy"}
+        assert set(record["history"][0]) == {"step", "train_loss", "val_accuracy", "test_accuracy"}
         assert 0 <= record["test_accuracy"] <= 1 and record["steps_per_sec"] > 0
     path = tmp_path / "runs" / "r.jsonl"
     results.append(records, str(path))
@@ -56,7 +71,7 @@ def test_concurrent_appends_never_interleave(tmp_path):
     records = results.read(path)
     assert len(records) == 400
     # The two records of one append stay adjacent.
-    assert all(a == b for a, b in zip(records[::2], records[1::2]))
+    assert all(a == b for a, b in zip(records[::2], records[1::2], strict=True))
 
 
 def test_read_skips_a_line_cut_off_by_a_crash(tmp_path):

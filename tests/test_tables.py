@@ -7,7 +7,6 @@ import json
 import os
 import re
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,32 +28,47 @@ def test_seed_table_rows_follow_the_original_protocols():
     assert len(configs) == 11
     first = configs["t1_01_softmax"]
     assert (first["hidden"], first["steps"], first["weight_init"], first["bias_init"]) == (
-        (), 1000, "zeros", "zeros")
+        (),
+        1000,
+        "zeros",
+        "zeros",
+    )
     published, corrected = configs["t1_10_dropout_as_published"], configs["t1_10_dropout_corrected"]
-    assert (published["lr"], published["dropout"], published["dropout_at_eval"]) == (0.03, 0.67,
-                                                                                     True)
+    assert (published["lr"], published["dropout"], published["dropout_at_eval"]) == (
+        0.03,
+        0.67,
+        True,
+    )
     assert {**published, "dropout_at_eval": False} == corrected
     for name, cfg in configs.items():
         if name != "t1_01_softmax":
-            assert (cfg["lr"] in (0.5, 0.03) and cfg["batch_size"] == 100
-                    and cfg["weight_init"] == cfg["bias_init"] == "normal"
-                    and cfg["init_scale"] == 0.01), name
+            assert (
+                cfg["lr"] in (0.5, 0.03)
+                and cfg["batch_size"] == 100
+                and cfg["weight_init"] == cfg["bias_init"] == "normal"
+                and cfg["init_scale"] == 0.01
+            ), name
 
 
 @pytest.mark.skipif(not os.path.exists(REFERENCE), reason="needs ../shared/reference")
 def test_published_values_and_architectures_match_the_reference():
     with open(REFERENCE, encoding="utf-8") as f:
         text = f.read()
-    table1 = re.findall(r"^\| (\d+) \| [^|]+\| ([\d, —]+) \| (\S+) \| ([\d,]+) \| ([\d.]+) \|"
-                        r"[^|]+\| ([\d.]+) \|$", text, re.M)
+    table1 = re.findall(
+        r"^\| (\d+) \| [^|]+\| ([\d, —]+) \| (\S+) \| ([\d,]+) \| ([\d.]+) \|"
+        r"[^|]+\| ([\d.]+) \|$",
+        text,
+        re.M,
+    )
     assert len(table1) == 10
     rows = grids.get("seed_table")
     for number, hidden, act, steps, lr, reported in table1:
         (row, *_) = [r for r in rows if r.name.startswith(f"t1_{int(number):02d}_")]
         cfg = row_config(row)
         assert row.published == float(reported)
-        assert cfg["hidden"] == (() if hidden.strip() == "—" else
-                                 tuple(int(h) for h in hidden.split(",")))
+        assert cfg["hidden"] == (
+            () if hidden.strip() == "—" else tuple(int(h) for h in hidden.split(","))
+        )
         assert cfg["steps"] == int(steps.replace(",", "")) and cfg["lr"] == float(lr)
         if cfg["hidden"]:
             assert cfg["act"] == act
@@ -93,31 +107,49 @@ def test_dropout_at_eval_is_random_but_repeatable(tiny):
 
 
 def record(name, seed, accuracy, diverged=False, steps=1000, **config):
-    return {"name": name, "seed": seed, "test_accuracy": None if diverged else accuracy,
-            "diverged": diverged, "steps": steps, "n_params": 7850, "train_seconds": 4.0,
-            "replicas_trained_together": 2, "platform": "cpu", "device": "cpu", "cpus": 2,
-            "config": {**json.loads(json.dumps(Config(hidden=(), **config).__dict__))}}
+    return {
+        "name": name,
+        "seed": seed,
+        "test_accuracy": None if diverged else accuracy,
+        "diverged": diverged,
+        "steps": steps,
+        "n_params": 7850,
+        "train_seconds": 4.0,
+        "replicas_trained_together": 2,
+        "platform": "cpu",
+        "device": "cpu",
+        "cpus": 2,
+        "config": {**json.loads(json.dumps(Config(hidden=(), **config).__dict__))},
+    }
 
 
-RECORDS = [record("t1_01_softmax", 0, 0.90), record("t1_01_softmax", 1, 0.92),
-           record("t1_01_softmax", 2, None, diverged=True),
-           record("t1_04_625_441_relu6", 0, 0.5), record("t1_04_625_441_relu6", 0, 0.984),
-           record("t1_04_625_441_relu6", 1, 0.986),
-           record("t1_04_625_441_relu6", 0, 0.8, lr=0.1)]
+RECORDS = [
+    record("t1_01_softmax", 0, 0.90),
+    record("t1_01_softmax", 1, 0.92),
+    record("t1_01_softmax", 2, None, diverged=True),
+    record("t1_04_625_441_relu6", 0, 0.5),
+    record("t1_04_625_441_relu6", 0, 0.984),
+    record("t1_04_625_441_relu6", 1, 0.986),
+    record("t1_04_625_441_relu6", 0, 0.8, lr=0.1),
+]
 
 
 def test_table_means_exclude_diverged_and_keep_the_last_record_per_seed():
     lines = tables.build(RECORDS, "seed_table")
-    assert [(l["row"], l["n"], l["lr"]) for l in lines] == [
-        ("t1_01_softmax", 2, 0.5), ("t1_04_625_441_relu6", 2, 0.5),
-        ("t1_04_625_441_relu6", 1, 0.1)]
+    assert [(line["row"], line["n"], line["lr"]) for line in lines] == [
+        ("t1_01_softmax", 2, 0.5),
+        ("t1_04_625_441_relu6", 2, 0.5),
+        ("t1_04_625_441_relu6", 1, 0.1),
+    ]
     softmax, two_layer = lines[0], lines[1]
     assert softmax["mean"] == pytest.approx(0.91) and softmax["std"] == pytest.approx(0.01414, 1e-3)
     assert softmax["diverged"] == 1 and softmax["published"] == 0.917
     assert softmax["delta_pp"] == pytest.approx(-0.7) and softmax["train_s_per_run"] == 2.0
     assert two_layer["mean"] == pytest.approx(0.985) and two_layer["delta_pp"] == pytest.approx(0)
-    assert tables.notes(lines) == ["t1_01_softmax: -0.70 pp — no explanation",
-                                   "t1_04_625_441_relu6: -18.50 pp — no explanation"]
+    assert tables.notes(lines) == [
+        "t1_01_softmax: -0.70 pp — no explanation",
+        "t1_04_625_441_relu6: -18.50 pp — no explanation",
+    ]
 
 
 def test_every_format_renders_the_same_rows():
@@ -126,7 +158,7 @@ def test_every_format_renders_the_same_rows():
     assert md.startswith("Command: `x`") and "| t1_01_softmax | 784-10 |" in md
     assert "0.9100 ± 0.0141 (2)" in md and "1 diverged" in md
     rows = list(csv.DictReader(io.StringIO(tables.to_csv(lines, header))))
-    assert [r["row"] for r in rows] == [l["row"] for l in lines]
+    assert [r["row"] for r in rows] == [line["row"] for line in lines]
     assert json.loads(tables.to_json(lines, header))["rows"][0]["n"] == 2
     latex = tables.to_latex(lines, header)
     assert r"\begin{tabular}" in latex and r"t1\_01\_softmax" in latex and r"$\pm$" in latex
@@ -134,12 +166,20 @@ def test_every_format_renders_the_same_rows():
 
 def test_figures_are_written(tmp_path):
     rng = np.random.default_rng(0)
-    history = [{"step": s, "train_loss": [1 / s, 2 / s], "val_accuracy": [0.9, 0.91],
-                "test_accuracy": [0.89, 0.9]} for s in (100, 200)]
+    history = [
+        {
+            "step": s,
+            "train_loss": [1 / s, 2 / s],
+            "val_accuracy": [0.9, 0.91],
+            "test_accuracy": [0.89, 0.9],
+        }
+        for s in (100, 200)
+    ]
     labels = rng.integers(0, 10, 50)
     predicted = np.where(rng.random(50) < 0.8, labels, (labels + 1) % 10)
-    paths = plots.run_figures(history, rng.random((50, 784)), labels, predicted, str(tmp_path),
-                              "run")
+    paths = plots.run_figures(
+        history, rng.random((50, 784)), labels, predicted, str(tmp_path), "run"
+    )
     lines = tables.build(RECORDS, "seed_table")
     paths.append(plots.table_chart(lines, str(tmp_path / "table.png")))
     for path in paths:

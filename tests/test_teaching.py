@@ -1,6 +1,7 @@
 """The teaching experiments: each runs briefly and shows what its docstring says it shows."""
 
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -16,15 +17,19 @@ IRIS = os.path.join(REPO, "..", "shared", "datasets", "iris")
 
 
 def run(module: str, *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
 def table_rows(path) -> dict[str, list[str]]:
-    rows = [line.split("|")[1:-1] for line in open(path, encoding="utf-8")
-            if line.startswith("| ") and not line.startswith("|---")]
+    rows = [
+        line.split("|")[1:-1]
+        for line in pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and not line.startswith("|---")
+    ]
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
 
 
@@ -32,8 +37,9 @@ def table_rows(path) -> dict[str, list[str]]:
 def test_iris_worked_example_matches_the_hand_computation(tmp_path):
     features, labels = data.load_iris(IRIS)
     assert features.shape == (150, 4) and np.bincount(labels).tolist() == [50, 50, 50]
-    step = backprop.neuron_step(jnp.full(4, 0.1), jnp.array(0.1), jnp.asarray(features[:3]),
-                                jnp.array([0.0, 1.0, 0.0]), 0.5)
+    step = backprop.neuron_step(
+        jnp.full(4, 0.1), jnp.array(0.1), jnp.asarray(features[:3]), jnp.array([0.0, 1.0, 0.0]), 0.5
+    )
     # By hand: z = 0.1 * (row sum) + 0.1 = 1.12, 1.05, 1.04; y' = sigmoid(z).
     np.testing.assert_allclose(step["output"], [0.75399, 0.74077, 0.73885], atol=2e-5)
     assert float(step["loss"]) == pytest.approx(0.19693, abs=2e-5)
@@ -69,9 +75,14 @@ def test_wider_layers_approximate_better(tmp_path):
 
 def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
     run("experiments.vanishing", "--checkpoints=50", f"--out={tmp_path}/v")
-    ratios = {(cells[0].strip(), cells[1].strip()): float(cells[-1])
-              for cells in (line.split("|")[1:-1] for line in open(tmp_path / "v.md")
-                            if re.match(r"\| (sigmoid|relu) ", line))}
+    ratios = {
+        (cells[0].strip(), cells[1].strip()): float(cells[-1])
+        for cells in (
+            line.split("|")[1:-1]
+            for line in (tmp_path / "v.md").read_text().splitlines()
+            if re.match(r"\| (sigmoid|relu) ", line)
+        )
+    }
     assert ratios[("sigmoid", "0")] < 1e-3 and ratios[("relu", "0")] > 0.1
 
 

@@ -1,7 +1,6 @@
 """Training: losses, optimisers, epoch order, divergence, and real MNIST end to end."""
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +28,9 @@ def test_mse_is_half_squared_error_of_softmax():
 @pytest.mark.parametrize("schedule", config.SCHEDULES)
 def test_every_optimizer_and_schedule_lowers_the_loss(tiny, optimizer, schedule):
     lr = 0.5 if optimizer in ("sgd", "momentum", "nesterov") else 0.01
-    cfg = dataclasses.replace(TINY, optimizer=optimizer, schedule=schedule, lr=lr,
-                              weight_decay=1e-4, init_scale=0.1)
+    cfg = dataclasses.replace(
+        TINY, optimizer=optimizer, schedule=schedule, lr=lr, weight_decay=1e-4, init_scale=0.1
+    )
     result = train.fit(cfg, tiny)
     first, last = result.history[0]["train_loss"][0], result.history[-1]["train_loss"][0]
     assert last < first < np.log(10) + 1
@@ -109,8 +109,10 @@ def test_few_hundred_steps_reach_90_percent(small_run):
 
 
 def test_bfloat16_matmuls_reach_90_percent(mnist):
-    assert train.fit(dataclasses.replace(SMALL, matmul_dtype="bfloat16"), mnist
-                     ).test_accuracy[0] >= 0.90
+    assert (
+        train.fit(dataclasses.replace(SMALL, matmul_dtype="bfloat16"), mnist).test_accuracy[0]
+        >= 0.90
+    )
 
 
 def test_same_seed_gives_identical_results(mnist, small_run):
@@ -123,9 +125,12 @@ def test_num_seeds_trains_distinct_replicas_matching_the_single_run(mnist, small
     three = train.fit(dataclasses.replace(SMALL, num_seeds=3), mnist)
     assert three.seeds == [0, 1, 2] and three.test_accuracy.shape == (3,)
     assert len(set(three.test_accuracy.tolist())) == 3
-    assert not np.allclose(three.params["params"]["Dense_0"]["kernel"][0],
-                           three.params["params"]["Dense_0"]["kernel"][1])
+    assert not np.allclose(
+        three.params["params"]["Dense_0"]["kernel"][0],
+        three.params["params"]["Dense_0"]["kernel"][1],
+    )
     # Replica 0 is the single-seed run, up to float rounding of the batched matmuls.
-    assert_trees_close(first_replica(three.params), first_replica(small_run.params),
-                       rtol=1e-3, atol=1e-5)
+    assert_trees_close(
+        first_replica(three.params), first_replica(small_run.params), rtol=1e-3, atol=1e-5
+    )
     assert abs(three.test_accuracy[0] - small_run.test_accuracy[0]) <= 0.002
