@@ -2,7 +2,8 @@
 # Run every row of a named grid with N seeds (one process per row), then export its table.
 #   ./launch.sh GRID [--seeds N] [--jobs J] [--out DIR] [--list] [--row K] [-- flags for every run]
 # Grids: see mlp_jax/grids.py. Rows already recorded in DIR/results.jsonl (default runs/GRID) are
-# skipped, so a second launch trains nothing and an interrupted one resumes. --list prints one
+# skipped, so a second launch trains nothing and an interrupted one resumes; a launch into a DIR
+# that another is writing waits for it to finish, then runs what is left. --list prints one
 # command per row for any scheduler; --row K runs row K (number or name) only. On a host with
 # several GPUs, job slot i runs on GPU i mod (number of GPUs). PYTHON overrides the interpreter.
 set -euo pipefail
@@ -29,9 +30,17 @@ fi
 grid_args=(--grid="$grid" --seeds="$seeds" --out="$out" --row="$row" --python="$PYTHON")
 if [ "$list" = 1 ]; then exec "$PYTHON" -m experiments.grid "${grid_args[@]}" -- "$@"; fi
 
+# The lock below makes the folder: check the input first, so a mistyped grid makes none.
+[ -d "$out" ] || "$PYTHON" -m experiments.grid "${grid_args[@]}" -- "$@" > /dev/null
+mkdir -p "$out/logs"
+# Held until this launch and its runs end, so a second launch into $out trains no row twice.
+exec 9>> "$out/.lock"
+if ! flock -n 9; then
+  echo "waiting for another launch.sh writing $out ..." >&2
+  flock 9
+fi
 start=$(date +%s.%N)
 commands=$("$PYTHON" -m experiments.grid "${grid_args[@]}" --pending -- "$@")
-mkdir -p "$out/logs"
 gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
 if [ "$gpus" -gt 0 ] && [ "$jobs" -gt "$gpus" ]; then
   export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share a GPU

@@ -15,18 +15,18 @@ gradients autodiff does:
 writes the printout to results/teaching/backprop.md.
 """
 
+import sys
+
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import backprop, data, models, results, train
+from mlp_jax import backprop, data, models, results, tables, train
 from mlp_jax.config import Config
 
-flags.DEFINE_string(
-    "data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS."
-)
+cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_string("out", "results/teaching/backprop.md", "Where to write the printout.")
 FLAGS = flags.FLAGS
 
@@ -128,10 +128,11 @@ def tiny_trace() -> list[str]:
 
 def main(argv: list[str]) -> None:
     del argv
+    command = tables.command_line("experiments.backprop", sys.argv[1:])
     lines = [
         "# Back-propagation by hand against autodiff",
         "",
-        "Command: `python -m experiments.backprop --data_dir=../shared/datasets/mnist`",
+        *tables.provenance(command, [results.environment()]),
         "",
         *mnist_check(cli.data_dir(FLAGS.data_dir)),
         "",

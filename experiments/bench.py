@@ -21,7 +21,7 @@ from absl import flags
 import jax
 
 from experiments import cli
-from mlp_jax import benchmark, data, grids, plots, results
+from mlp_jax import benchmark, data, grids, plots, results, tables
 from mlp_jax.config import Config, parse_hidden
 from mlp_jax.errors import InputError
 
@@ -34,7 +34,7 @@ flags.DEFINE_boolean("recipe", True, "Also time the best_cpu recipe.")
 flags.DEFINE_boolean("sweep", False, "Also sweep batch size, replicas and width.")
 flags.DEFINE_float("seconds_per_point", 1.5, "Timed seconds per sweep point.")
 flags.DEFINE_list("platforms", None, "Platforms to measure (default: cpu and the default one).")
-flags.DEFINE_string("data_dir", None, "MNIST IDX folder; default $MLP_JAX_DATA, else TFDS.")
+cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_string("json", None, "Also write the measurements to this JSON file.")
 flags.DEFINE_string("out_dir", None, "Write bench.json, bench.md and (--sweep) sweep.png here.")
 FLAGS = flags.FLAGS
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
     bench = bench_config()
     dataset = data.load(bench.tutorial.dataset, bench.tutorial.data_dir)
     report = {
-        "command": "python -m experiments.bench " + " ".join(sys.argv[1:]),
+        "command": tables.command_line("experiments.bench", sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
         **results.environment(),
         **benchmark.run(bench, dataset),

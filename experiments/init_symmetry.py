@@ -11,16 +11,15 @@ writes results/teaching/init_symmetry.md.
 """
 
 import dataclasses
+import sys
 
 from absl import flags
 
 from experiments import cli
-from mlp_jax import data, results, teaching, train
+from mlp_jax import data, results, tables, teaching, train
 from mlp_jax.config import Config
 
-flags.DEFINE_string(
-    "data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS."
-)
+cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_integer("steps", 2000, "Training steps per initialisation.")
 flags.DEFINE_string("out", "results/teaching/init_symmetry.md", "Where to write the table.")
 FLAGS = flags.FLAGS
@@ -43,10 +42,11 @@ def main(argv: list[str]) -> None:
         data_dir=cli.data_dir(FLAGS.data_dir),
     )
     dataset = data.load(base.dataset, base.data_dir, base.validation_size)
+    command = tables.command_line("experiments.init_symmetry", sys.argv[1:])
     lines = [
         "# Symmetry of initialisation",
         "",
-        f"Command: `python -m experiments.init_symmetry --steps={FLAGS.steps}`",
+        *tables.provenance(command, [results.environment()]),
         "",
         "784-64-10 sigmoid MLP, biases zero, SGD lr 0.5, batch 100.",
         "",

@@ -43,6 +43,8 @@ def main(argv: list[str]) -> None:
     cfg = cli.config_from_flags()
     if FLAGS.plot_dir and jax.process_count() > 1:
         raise InputError("--plot_dir works in single-process runs; drop it in a multi-host run")
+    if jax.process_index() == 0:  # a multi-host run records once
+        results.check_appendable(FLAGS.out)
     print("config:", " ".join(f"{k}={v}" for k, v in vars(cfg).items()))
     env = results.environment()
     print(f"platform: {env['platform']} device: {env['device']}")

@@ -31,6 +31,8 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     del argv
     base, start = cli.config_from_flags(), time.perf_counter()
+    records_path = os.path.join(FLAGS.out_dir, "results.jsonl")
+    results.check_appendable(records_path)
     dataset = data.load(base.dataset, base.data_dir, base.validation_size)
     rows, records = [], []
     for variant in FLAGS.variants:
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> None:
         variant_records = results.run_records(cfg, fit, cfg.dataset)
         for r, record in enumerate(variant_records):
             record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
-        results.append(variant_records, os.path.join(FLAGS.out_dir, "results.jsonl"))
+        results.append(variant_records, records_path)
         records += variant_records
         rows.append(
             {
@@ -56,7 +58,7 @@ def main(argv: list[str]) -> None:
             flush=True,
         )
     header = tables.provenance(
-        "python -m experiments.noise " + " ".join(sys.argv[1:]),
+        tables.command_line("experiments.noise", sys.argv[1:]),
         records,
         time.perf_counter() - start,
     )

@@ -49,11 +49,10 @@ def main(argv: list[str]) -> None:
             print(tables.FORMATS[form](lines, top), end="")
         return
     stem = os.path.splitext(FLAGS.out)[0]
-    written = []
-    for form in FLAGS.format:
-        written.append(f"{stem}.{tables.EXTENSIONS[form]}")
-        with open(written[-1], "w", encoding="utf-8") as f:
-            f.write(tables.FORMATS[form](lines, top))
+    written = [
+        results.write_text(f"{stem}.{tables.EXTENSIONS[form]}", tables.FORMATS[form](lines, top))
+        for form in FLAGS.format
+    ]
     written.append(
         plots.table_chart(lines, stem + ".png", FLAGS.grid or os.path.basename(FLAGS.results))
     )

@@ -24,6 +24,7 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     del argv
     cfg = cli.config_from_flags()
+    results.check_appendable(FLAGS.out)
     print("config:", " ".join(f"{k}={v}" for k, v in vars(cfg).items()))
     dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
     reached: dict[int, dict] = {}

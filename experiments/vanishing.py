@@ -12,17 +12,16 @@ writes results/teaching/vanishing.{md,png}.
 """
 
 import dataclasses
+import sys
 
 from absl import flags
 import jax
 
 from experiments import cli
-from mlp_jax import data, plots, results, teaching, train
+from mlp_jax import data, plots, results, tables, teaching, train
 from mlp_jax.config import Config
 
-flags.DEFINE_string(
-    "data_dir", None, "Folder of MNIST IDX files; default $MLP_JAX_DATA, else TFDS."
-)
+cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_list("checkpoints", ["100", "1000"], "Training steps after which norms are measured.")
 flags.DEFINE_string("out", "results/teaching/vanishing", "Path stem of the table and figure.")
 FLAGS = flags.FLAGS
@@ -42,8 +41,8 @@ def main(argv: list[str]) -> None:
     norms, lines = {}, []
     for act in ("sigmoid", "relu"):
         cfg = dataclasses.replace(base, act=act)
-        model = train.make_model(cfg)
-        initial = model.init(jax.random.split(jax.random.key(cfg.seed), 3)[0], x[:1])
+        tx = train.make_optimizer(cfg, cfg.steps)
+        initial = train.init_replica(cfg.seed, dataset, model=train.make_model(cfg), tx=tx).params
         norms[(act, 0)] = teaching.layer_gradient_norms(cfg, initial, x, y)
         for steps in map(int, FLAGS.checkpoints):
             # Constant-lr SGD: a shorter run is the prefix of a longer one with the same seed.
@@ -64,13 +63,14 @@ def main(argv: list[str]) -> None:
             + " | ".join(f"{v:.2e}" for v in values)
             + f" | {values[0] / values[-1]:.1e} |"
         )
+    command = tables.command_line("experiments.vanishing", sys.argv[1:])
     results.write_text(
         FLAGS.out + ".md",
         "\n".join(
             [
                 "# Gradient norm of each layer's weights, 8 hidden layers of 100",
                 "",
-                "Command: `python -m experiments.vanishing`",
+                *tables.provenance(command, [results.environment()]),
                 "",
                 *table,
                 "",

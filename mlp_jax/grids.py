@@ -149,7 +149,8 @@ GRIDS: dict[str, tuple[Row, ...]] = {
         ),
     ),
     # best_cpu: the best plain MLP (no convolutions) this project trains on a 2-core CPU within
-    # 10 minutes per seed; every setting chosen on the validation split (results/best/selection.md).
+    # 10 minutes per seed; every setting chosen on the validation split
+    # (results/selection/README.md).
     #   ./launch.sh best_cpu --seeds 3 --out results/best_cpu
     # Expected: test accuracy 0.9933 ± 0.0004 over 3 seeds (0.9929, 0.9934, 0.9937); the three
     # seeds train together in about 15 minutes, about 5 minutes per seed.

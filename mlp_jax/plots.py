@@ -53,7 +53,7 @@ def misclassified(
     fig, axes = plt.subplots(side, side, figsize=(1.4 * side, 1.6 * side), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, wrong, strict=True):
+    for ax, i in zip(axes.flat, wrong, strict=False):  # the grid may have spare panels
         ax.imshow(images[i].reshape(28, 28), cmap="gray_r")
         ax.set_title(f"{labels[i]} → {predicted[i]}", fontsize=9, color="C3")
     fig.suptitle(
@@ -136,7 +136,7 @@ def image_rows(rows: list[tuple[str, np.ndarray]], path: str, title: str = "") -
         len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False
     )
     for (label, images), line in zip(rows, axes, strict=True):
-        for ax, image in zip(line, images, strict=True):
+        for ax, image in zip(line, images, strict=False):  # the grid may have spare panels
             ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
         for ax in line:
             ax.set_xticks([])
@@ -177,7 +177,7 @@ def activation_gallery(curves: list[dict], path: str) -> str:
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
     for ax in axes.flat[len(curves) :]:
         ax.axis("off")
-    for ax, c in zip(axes.flat, curves, strict=True):
+    for ax, c in zip(axes.flat, curves, strict=False):  # the grid may have spare panels
         ax.plot(c["z"], c["f"], label="f(z)")
         ax.plot(c["z"], c["manual"], label="f'(z) by hand")
         ax.plot(c["z"], c["autodiff"], "k--", lw=1, label="f'(z) by jax.grad")
@@ -196,7 +196,7 @@ def decision_boundaries(panels: list[dict], grid: np.ndarray, path: str) -> str:
         -(-len(panels) // columns), columns, figsize=(8, 3.6 * len(panels) / columns), squeeze=False
     )
     extent = (grid[:, 0].min(), grid[:, 0].max(), grid[:, 1].min(), grid[:, 1].max())
-    for ax, panel in zip(axes.flat, panels, strict=True):
+    for ax, panel in zip(axes.flat, panels, strict=False):  # the grid may have spare panels
         ax.imshow(
             panel["surface"].reshape(side, side),
             origin="lower",

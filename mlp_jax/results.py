@@ -1,4 +1,34 @@
-"""Run records: one JSON object per run, appended atomically to a JSON-lines file."""
+"""Run records: one JSON object per run, appended atomically to a JSON-lines file.
+
+A record holds one seed of one run, with exactly the fields of RECORD_FIELDS (JSON null for none):
+
+    name                       str: the run's name, a grid row's or built from the architecture
+    config                     object: every Config setting of the run
+    seed                       int: the seed of this replica
+    dataset                    str: the dataset trained on, e.g. "mnist"
+    test_accuracy              float | null: final test accuracy; null if diverged
+    val_accuracy               float | null: final validation accuracy; null if diverged
+    train_loss                 float | null: mean loss over the last evaluation interval
+    steps                      int: training steps
+    diverged                   bool: whether the loss became NaN or infinite
+    diverged_at_step           int | null: the first step whose loss was not finite
+    n_params                   int: parameters of one replica
+    compile_seconds            float: compilation time
+    train_seconds              float: training time of the replicas trained together
+    eval_seconds               float: evaluation time
+    steps_per_sec              float: training steps per second, compilation and evaluation excluded
+    replicas_trained_together  int: seeds trained in the same process (they share the timings)
+    platform                   str: JAX platform, e.g. "cpu" or "gpu"
+    device                     str: device kind, e.g. "NVIDIA H100 80GB HBM3"
+    device_count               int: devices the run trained on
+    cpus                       int: CPUs of the host
+    versions                   object: versions of jax, flax and optax
+    time                       str: UTC time the record was made, ISO 8601
+    history                    list: per evaluation, step, train_loss, val_accuracy, test_accuracy
+
+Records written before a field existed may lack it; `read` keeps every line that has at least
+REQUIRED_FIELDS.
+"""
 
 import dataclasses
 import datetime
@@ -6,6 +36,7 @@ import fcntl
 import json
 import math
 import os
+import warnings
 
 import flax
 import jax
@@ -13,6 +44,7 @@ import numpy as np
 import optax
 
 from mlp_jax.config import Config
+from mlp_jax.errors import InputError
 from mlp_jax.train import FitResult
 
 RECORD_FIELDS = (
@@ -40,6 +72,7 @@ RECORD_FIELDS = (
     "time",
     "history",
 )
+REQUIRED_FIELDS = ("name", "seed", "config")  # what telling recorded runs apart needs
 # Settings that change what a run computes by float rounding at most, left out when runs are
 # matched.
 NOT_PROTOCOL = ("name", "seed", "num_seeds", "data_dir", "eval_every", "devices", "parallel")
@@ -67,7 +100,7 @@ def environment() -> dict:
 
 
 def run_records(cfg: Config, result: FitResult, dataset: str) -> list[dict]:
-    """Return one record per replica of `result`, in the schema of DESIGN.md."""
+    """Return one record per replica of `result`, in the schema of the module docstring."""
     shared = {
         "name": default_name(cfg),
         "config": dataclasses.asdict(cfg),
@@ -126,6 +159,21 @@ def append(records: list[dict], path: str) -> None:
         os.close(fd)
 
 
+def check_appendable(path: str) -> None:
+    """Raise InputError unless records can be appended to `path` (checked before training)."""
+    if os.path.isdir(path):
+        raise InputError(f"--out {path!r} is a folder; accepted: a JSON-lines file path")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"--out {path!r} cannot be written ({e.strerror}); accepted: a file path in a "
+            "writable folder"
+        ) from None
+
+
 def write_text(path: str, text: str) -> str:
     """Write a text file (a table, a printout), making its folder; return the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -134,10 +182,31 @@ def write_text(path: str, text: str) -> str:
     return path
 
 
+def _record(line: bytes) -> dict | None:
+    """Return the run record on one line of a results file, or None when it holds none."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except ValueError:  # undecodable bytes or not JSON, e.g. cut off by a crash
+        return None
+    ok = isinstance(record, dict) and all(key in record for key in REQUIRED_FIELDS)
+    return record if ok and isinstance(record["config"], dict) else None
+
+
 def read(path: str) -> list[dict]:
-    """Return the records of a JSON-lines file, skipping a last line cut off by a crash."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.endswith("\n") and line.strip()]
+    """Return the records of a JSON-lines file, warning of each line that holds none; a last line
+    without its newline (cut off by a crash, or still being written) is skipped silently."""
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")[:-1]
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        record = _record(line)
+        if record is None:
+            warnings.warn(f"{path}:{number}: skipped, not a run record", stacklevel=2)
+        else:
+            records.append(record)
+    return records
 
 
 def protocol(config: dict) -> str:

@@ -5,6 +5,7 @@ import datetime
 import io
 import json
 import os
+import shlex
 
 from mlp_jax import grids, results
 
@@ -26,6 +27,11 @@ COLUMNS = (
     "platform",
     "diverged",
 )
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    """Return the shell command `python -m module argv...` that ran, arguments quoted as needed."""
+    return shlex.join(["python", "-m", module, *argv])
 
 
 def provenance(command: str, records: list[dict], wall_seconds: float | None = None) -> list[str]:

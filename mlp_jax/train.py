@@ -14,6 +14,7 @@ import optax
 from mlp_jax import augment, backprop, models, parallel
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
+from mlp_jax.errors import InputError
 
 
 def make_model(cfg: Config) -> models.MLP:
@@ -315,6 +316,16 @@ def _first_nonfinite(losses: np.ndarray, start: int, diverged: list[int | None])
             diverged[r] = start + int(bad[0])
 
 
+def check_batch_fits(cfg: Config, num_train: int) -> None:
+    """Raise InputError when one batch needs more images than the training split holds."""
+    if cfg.batch_size > num_train:
+        raise InputError(
+            f"--batch_size {cfg.batch_size} is larger than the training split ({num_train} "
+            f"images once --validation_size {cfg.validation_size} are held out); accepted: "
+            f"1..{num_train}, or a smaller --validation_size"
+        )
+
+
 def chunk_program(
     cfg: Config, model: models.MLP, tx: optax.GradientTransformation, where: parallel.Placement
 ) -> Callable:
@@ -348,6 +359,7 @@ def fit(
     Training uses `cfg.devices` of the `visible` devices (default: the default platform's).
     `on_eval` sees each evaluation (with the seconds spent so far); returning True stops training.
     """
+    check_batch_fits(cfg, data.train_x.shape[0])
     where = parallel.placement(cfg, parallel.select_devices(cfg.devices, visible))
     data = jax.device_put(data, where.whole)
     model = make_model(cfg)

@@ -13,6 +13,12 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# CI pins JAX_PLATFORMS=cpu; on a GPU or TPU these tests skip instead of failing.
+needs_cpu = pytest.mark.skipif(
+    jax.default_backend() != "cpu",
+    reason="asserts CPU behaviour (bit-identical reruns, the platform line, host devices)",
+)
+
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> str | None:

@@ -4,6 +4,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import matplotlib.image
 import pytest
 
 from mlp_jax import benchmark, plots
@@ -74,4 +75,7 @@ def test_report_covers_every_measurement(tiny, tmp_path):
     assert sweep["saturating_batch_size"] in (5, 10)
     text = benchmark.markdown(report)
     assert "| mlp_jax |" in text and "saturates" in text and "| 16×16 |" in text
-    assert plots.throughput_sweep({"cpu": sweep}, str(tmp_path / "sweep.png"))
+    path = plots.throughput_sweep({"cpu": sweep}, str(tmp_path / "sweep.png"))
+    image = matplotlib.image.imread(path)  # three panels, 15 x 4 inches at 110 dpi
+    assert path == str(tmp_path / "sweep.png") and image.shape[2] in (3, 4)
+    assert image.shape[0] > 300 and image.shape[1] > 3 * image.shape[0] and image.std() > 0

@@ -1,16 +1,21 @@
-"""The entry point as a user runs it: a short real run, and every bad input."""
+"""The entry point as a user runs it: every bad input in-process, and the one-line contract
+(one `error:` line, exit code 2, no traceback) through a few real processes."""
 
-import gzip
+import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 
+from absl import flags
+import numpy as np
 import pytest
 
-from mlp_jax import data
-from tests.conftest import REPO
+from experiments import cli
+from mlp_jax import config, data, results, settings, train
+from mlp_jax.config import Config
+from mlp_jax.errors import InputError
+from tests.conftest import REPO, needs_cpu
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -24,6 +29,132 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def check_one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "step " not in proc.stdout  # refused before any training
+
+
+BAD_FLAGS = [
+    (["--act=relu7"], "unknown --act 'relu7'; accepted: relu, relu6, sigmoid"),
+    (["--hidden=6x5"], "malformed --hidden '6x5'; accepted: comma-separated positive integers"),
+    (["--hidden=-3"], "malformed --hidden '-3'"),
+    (["--hidden=0"], "malformed --hidden '0'"),
+    (["--dropout=1"], "--dropout 1.0 is out of range; accepted: [0, 1)"),
+    (["--dropout=-0.5"], "--dropout -0.5 is out of range; accepted: [0, 1)"),
+    (["--lr=0"], "--lr 0.0 is out of range; accepted: > 0"),
+    (["--lr=nan"], "--lr nan is not a finite number; accepted: > 0"),
+    (["--init_scale=inf"], "--init_scale inf is not a finite number; accepted: > 0"),
+    (["--leaky_slope=-inf"], "--leaky_slope -inf is not a finite number"),
+    (["--batch_size=-100"], "--batch_size -100 is out of range; accepted: > 0"),
+    (["--steps=0"], "--steps 0 is out of range; accepted: > 0"),
+    (["--epochs=-1"], "--epochs -1 is out of range; accepted: >= 0"),
+    (["--optimizer=lbfgs"], "unknown --optimizer 'lbfgs'; accepted: sgd, momentum"),
+    (["--weight_init=xavier"], "unknown --weight_init 'xavier'; accepted: normal, zeros"),
+    (
+        ["--bias_init=he_normal"],
+        "unknown --bias_init 'he_normal'; accepted: normal, zeros, constant",
+    ),
+    (["--dataset=cifar10"], "unknown --dataset 'cifar10'; accepted: mnist, fashion_mnist"),
+    (["--steps=many"], "flag --steps=many: invalid literal for int()"),
+    (["--stepz=5"], "Unknown command line flag 'stepz'"),
+    (["--matmul_dtype=float16"], "unknown --matmul_dtype 'float16'; accepted: float32, bfloat16"),
+    (["--parallel=model"], "unknown --parallel 'model'; accepted: batch, seeds"),
+    (["--devices=-1"], "--devices -1 is out of range; accepted: >= 0"),
+    (["--augment=noise,blur"], "unknown --augment 'blur'; accepted: a comma-separated list"),
+    (["--salt_pepper=1.5"], "--salt_pepper 1.5 is out of range; accepted: [0, 1)"),
+    (["--grad=manual", "--matmul_dtype=bfloat16"], "--grad=manual covers plain float32 MLPs"),
+    (["--grad=manual", "--act=prelu"], "--grad=manual has no hand-written derivative for 'prelu'"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])
+def test_bad_flag_names_the_value_and_what_is_accepted(args, message):
+    with pytest.raises(InputError) as error:
+        cli.config_from_args(args)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("field", config.flag_fields(), ids=lambda f: f.name)
+def test_every_setting_is_one_flag_with_its_help_default_and_bounds(field, monkeypatch):
+    monkeypatch.delenv(cli.DATA_ENV, raising=False)
+    values = flags.FlagValues()
+    cli.define_config_flags(values)
+    flag = values[field.name]
+    assert flag.help == settings.help_text(field) and field.metadata["help"] in flag.help
+    parsed = cli.config_from_args([])
+    assert getattr(parsed, field.name) == getattr(Config(), field.name)
+    within = field.metadata["within"]
+    if within is not None:  # the bound is enforced by the flag's parse, not only documented
+        below = within.low if within.low_open else within.low - 1
+        with pytest.raises(InputError, match=f"--{field.name} .* accepted: "):
+            cli.config_from_args([f"--{field.name}={below}"])
+
+
+def test_only_defines_the_named_flags():
+    values = flags.FlagValues()
+    cli.define_config_flags(values, only=("data_dir",))
+    assert list(values) == ["data_dir"] and "$MLP_JAX_DATA" in values["data_dir"].help
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(tiny):
+    # tiny: 40 training images after 10 for validation.
+    with pytest.raises(InputError, match=r"--batch_size 41 is larger than the training split"):
+        train.fit(Config(hidden=(4,), batch_size=41, steps=1), tiny)
+    train.fit(Config(hidden=(4,), batch_size=40, steps=1), tiny)  # the whole split is fine
+
+
+def test_validation_split_that_leaves_no_training_images_is_refused():
+    arrays = {
+        "train_images": np.zeros((50, 28, 28), np.uint8),
+        "train_labels": np.zeros(50, np.uint8),
+        "test_images": np.zeros((5, 28, 28), np.uint8),
+        "test_labels": np.zeros(5, np.uint8),
+    }
+    with pytest.raises(InputError, match="--validation_size 50 leaves no training images"):
+        data.to_device(arrays, 50, "t")
+    one_left = data.to_device(arrays, 49, "t")
+    with pytest.raises(InputError, match="--batch_size 100 is larger than the training split"):
+        train.fit(Config(hidden=(4,), steps=1), one_left)
+
+
+@pytest.mark.parametrize("where", ["folder", "missing_parent_file", "read_only"])
+def test_out_that_cannot_take_records_is_refused(tmp_path, where):
+    if where == "folder":
+        path = tmp_path
+    elif where == "missing_parent_file":
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        path = blocker / "runs.jsonl"  # its parent is a file
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        path = locked / "runs.jsonl"
+    with pytest.raises(InputError, match=f"--out '{path}' (is a folder|cannot be written)"):
+        results.check_appendable(str(path))
+
+
+def test_out_is_created_with_its_folders(tmp_path):
+    path = tmp_path / "new" / "deeper" / "runs.jsonl"
+    results.check_appendable(str(path))
+    assert path.exists() and path.read_text() == ""
+
+
+def test_infinite_settings_never_reach_a_record():
+    with pytest.raises(InputError):
+        dataclasses.replace(Config(), init_scale=float("inf"))
+    json.dumps(dataclasses.asdict(Config()), allow_nan=False)
+
+
+# Through real processes: what a user sees.
+
+
+@pytest.mark.slow
+@needs_cpu
 def test_short_run_prints_and_records(mnist_dir, tmp_path):
     out = tmp_path / "runs.jsonl"
     data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
@@ -51,77 +182,38 @@ def test_short_run_prints_and_records(mnist_dir, tmp_path):
     assert all(r["test_accuracy"] > 0.85 for r in records)
 
 
-@pytest.fixture(scope="module")
-def broken_folders(tmp_path_factory, mnist_dir):
-    """IDX folders with one file missing, corrupt, or truncated (copies of the real labels)."""
-    if not mnist_dir:
-        pytest.skip("needs MLP_JAX_DATA")
-    root = tmp_path_factory.mktemp("broken")
-    folders = {}
-    for kind in ("missing", "corrupt", "truncated"):
-        folder = root / kind
-        shutil.copytree(mnist_dir, folder)
-        target = folder / "t10k-labels-idx1-ubyte.gz"
-        if kind == "missing":
-            target.unlink()
-        elif kind == "corrupt":
-            target.write_bytes(b"\x1f\x8b garbage")
-        else:
-            with gzip.open(mnist_dir + "/t10k-labels-idx1-ubyte.gz") as f:
-                raw = f.read()
-            target.write_bytes(gzip.compress(raw[:5000]))
-        folders[kind] = str(folder)
-    return folders
-
-
-BAD_FLAGS = [
-    (["--act=relu7"], "unknown activation 'relu7'; accepted: relu"),
-    (["--hidden=6x5"], "malformed --hidden '6x5'"),
-    (["--hidden=-3"], "malformed --hidden '-3'"),
-    (["--hidden=0"], "malformed --hidden '0'"),
-    (["--dropout=1"], r"--dropout 1.0 is outside [0, 1)"),
-    (["--dropout=-0.5"], r"--dropout -0.5 is outside [0, 1)"),
-    (["--lr=0"], "--lr must be positive"),
-    (["--batch_size=-100"], "--batch_size must be positive"),
-    (["--steps=0"], "--steps must be positive"),
-    (["--optimizer=lbfgs"], "unknown --optimizer 'lbfgs'; accepted: sgd"),
-    (["--weight_init=xavier"], "unknown initialiser 'xavier'; accepted: normal"),
-    (["--dataset=cifar10"], "unknown --dataset 'cifar10'; accepted: mnist, fashion_mnist"),
-    (["--steps=many"], "--steps"),
-    (["--matmul_dtype=float16"], "unknown --matmul_dtype 'float16'; accepted: float32, bfloat16"),
-    (["--parallel=model"], "unknown --parallel 'model'; accepted: batch, seeds"),
-    (["--devices=-1"], "--devices must be >= 0 (0: every visible device), got -1"),
-    (["--grad=manual", "--matmul_dtype=bfloat16"], "--grad=manual covers plain float32 MLPs"),
-    (["--data_dir=/no/such/folder"], "missing data folder '/no/such/folder'"),
-]
-
-
-@pytest.mark.parametrize("flags, message", BAD_FLAGS, ids=[f[0][0] for f in BAD_FLAGS])
-def test_bad_flag_is_one_line_and_exit_2(flags, message):
-    check_one_line_error(run_cli(*flags), message)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "kind, message",
+    "args, message",
     [
-        ("missing", "missing data file t10k-labels-idx1-ubyte"),
-        ("corrupt", "corrupt data file"),
-        ("truncated", "truncated IDX file"),
+        (["--act=relu7"], "unknown --act 'relu7'"),
+        (["--steps=many"], "flag --steps=many"),
+        (["--init_scale=inf"], "--init_scale inf is not a finite number"),
+        (["--batch_size=60000"], "--batch_size 60000 is larger than the training split"),
+        (["--validation_size=59999"], "--batch_size 100 is larger than the training split"),
+        (["--out=/tmp"], "--out '/tmp' is a folder"),
+        (["--out=/proc/no/runs.jsonl"], "--out '/proc/no/runs.jsonl' cannot be written"),
+        (["--data_dir=/no/such/folder"], "missing data folder '/no/such/folder'"),
     ],
+    ids=lambda a: a[0] if isinstance(a, list) else None,
 )
-def test_bad_data_folder_is_one_line_and_exit_2(broken_folders, kind, message):
-    check_one_line_error(run_cli(f"--data_dir={broken_folders[kind]}"), message)
+def test_bad_input_is_one_line_and_exit_2(mnist_dir, args, message):
+    data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
+    check_one_line_error(run_cli(*data_flag, "--steps=5", *args), message)
 
 
+@pytest.mark.slow
+def test_corrupt_data_file_is_one_line_and_exit_2(tmp_path):
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    for name in data.IDX_FILES.values():
+        (folder / f"{name}.gz").write_bytes(b"\x1f\x8b garbage")
+    check_one_line_error(run_cli(f"--data_dir={folder}"), "corrupt data file")
+
+
+@pytest.mark.slow
 def test_offline_without_data_folder_says_what_to_do(tmp_path):
     if data._reachable():
         pytest.skip("this machine can download; the offline message cannot show")
     env = {"MLP_JAX_DATA": "", "TFDS_DATA_DIR": str(tmp_path)}
     check_one_line_error(run_cli("--steps=10", env=env), "--data_dir (or the MLP_JAX_DATA")
-
-
-def check_one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], proc.stderr

@@ -116,6 +116,7 @@ def test_tfds_offline_says_how_to_use_local_files(monkeypatch, tmp_path):
         data.load("mnist", None)
 
 
+@pytest.mark.slow
 def test_real_mnist_splits_and_pixels(mnist_dir, mnist):
     assert mnist.train_x.shape == (55000, 784) and mnist.val_x.shape == (5000, 784)
     assert mnist.test_x.shape == (10000, 784)

@@ -1,4 +1,5 @@
-"""launch.sh end to end: a whole grid in seconds, resuming after a kill, listing, bad input."""
+"""launch.sh end to end: a whole grid in seconds, resuming after a kill, two launches at once,
+listing, bad input."""
 
 import collections
 import os
@@ -12,6 +13,7 @@ import pytest
 from mlp_jax import grids, results
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.slow  # every test starts launch.sh
 ROWS = len(grids.get("seed_table"))
 
 
@@ -89,6 +91,29 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
     assert len(pending.stdout.splitlines()) == ROWS
 
 
+def test_two_launches_into_one_folder_train_each_row_once(tmp_path):
+    args = ["seed_table", "--row", "1", "--seeds", "2", "--out", str(tmp_path), "--", "--steps=20"]
+    launches = [
+        subprocess.Popen(
+            [os.path.join(REPO, "launch.sh"), *args],
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=600) for proc in launches]
+    assert [proc.returncode for proc in launches] == [0, 0], outputs
+    runs = collections.Counter(
+        (r["name"], r["seed"]) for r in results.read(str(tmp_path / "results.jsonl"))
+    )
+    assert runs == {("t1_01_softmax", 0): 1, ("t1_01_softmax", 1): 1}
+    assert sum("nothing to run" in stdout for stdout, _ in outputs) == 1
+    assert sum(f"waiting for another launch.sh writing {tmp_path}" in e for _, e in outputs) == 1
+
+
 def test_list_prints_one_full_command_per_row(tmp_path):
     listed = launch("seed_table", "--seeds", "5", "--out", str(tmp_path), "--list")
     commands = listed.stdout.splitlines()
@@ -108,7 +133,7 @@ def test_list_prints_one_full_command_per_row(tmp_path):
     [
         (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
         (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
-        (["seed_table", "--", "--act=relu7"], "unknown activation 'relu7'"),
+        (["seed_table", "--", "--act=relu7"], "unknown --act 'relu7'"),
         (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
         (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
         (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -13,8 +14,14 @@ from mlp_jax import train
 from mlp_jax.config import Config
 from tests.conftest import REPO
 
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        jax.default_backend() != "cpu",
+        reason="needs the CPU backend: splits the host into virtual CPU devices, compares CPU runs",
+    ),
+]
 FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-BASE = Config(steps=50, eval_every=25, num_seeds=4)
 
 # Runs in a process that sees four CPU devices; writes what the test compares.
 SCRIPT = """
@@ -55,7 +62,7 @@ with open(out + ".json", "w") as f:
 
 @pytest.fixture(scope="module")
 def four_devices(mnist_dir, tmp_path_factory):
-    """Train BASE on one of four devices, data parallel over four, and replicas spread."""
+    """Train SCRIPT's config on one of four devices, data parallel over four, replicas spread."""
     if not mnist_dir:
         pytest.skip("needs MLP_JAX_DATA")
     out = str(tmp_path_factory.mktemp("four") / "run")

@@ -3,40 +3,30 @@
 import dataclasses
 import json
 import multiprocessing
+import re
+import subprocess
+import sys
+import warnings
 
 import pytest
 
 from mlp_jax import results, train
 from mlp_jax.config import Config
+from tests.conftest import REPO
 
-DESIGN_FIELDS = {  # ../shared/DESIGN.md, "The run record"
-    "name",
-    "config",
-    "seed",
-    "dataset",
-    "test_accuracy",
-    "val_accuracy",
-    "train_loss",
-    "steps",
-    "diverged",
-    "diverged_at_step",
-    "n_params",
-    "compile_seconds",
-    "train_seconds",
-    "steps_per_sec",
-    "platform",
-    "device",
-    "versions",
-    "history",
-}
 TINY = Config(hidden=(8,), act="tanh", batch_size=10, steps=30, eval_every=10, num_seeds=2)
 
 
-def test_records_have_every_design_field(tiny, tmp_path):
+def test_every_record_field_is_documented_once():
+    documented = re.findall(r"^    (\w+) +\S", results.__doc__, re.MULTILINE)
+    assert documented == list(results.RECORD_FIELDS)
+
+
+def test_records_have_exactly_the_record_fields(tiny, tmp_path):
     records = results.run_records(TINY, train.fit(TINY, tiny), "tiny")
     assert [r["seed"] for r in records] == [0, 1]
     for record in records:
-        assert set(record) >= DESIGN_FIELDS and set(record) == set(results.RECORD_FIELDS)
+        assert set(record) == set(results.RECORD_FIELDS)
         assert list(record["config"]["hidden"]) == [8] and record["config"]["act"] == "tanh"
         assert record["diverged"] is False and record["diverged_at_step"] is None
         assert record["device_count"] == 1
@@ -58,12 +48,18 @@ def test_diverged_records_carry_no_accuracy(tiny):
         json.dumps(record, allow_nan=False)
 
 
+def record(name: str, seed: int = 0) -> dict:
+    """Return the smallest record `read` keeps."""
+    return {"name": name, "seed": seed, "config": {}}
+
+
 def _append_many(args):
     path, worker = args
     for i in range(50):
-        results.append([{"worker": worker, "i": i, "pad": "x" * 20000}] * 2, path)
+        results.append([{**record(f"w{worker}", i), "pad": "x" * 20000}] * 2, path)
 
 
+@pytest.mark.slow
 def test_concurrent_appends_never_interleave(tmp_path):
     path = str(tmp_path / "r.jsonl")
     with multiprocessing.get_context("spawn").Pool(4) as pool:
@@ -74,10 +70,54 @@ def test_concurrent_appends_never_interleave(tmp_path):
     assert all(a == b for a, b in zip(records[::2], records[1::2], strict=True))
 
 
-def test_read_skips_a_line_cut_off_by_a_crash(tmp_path):
+def test_read_skips_a_last_line_cut_off_by_a_crash_silently(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "b"')
-    assert results.read(str(path)) == [{"a": 1}, {"a": 2}]
+    path.write_text(
+        json.dumps(record("a")) + "\n" + json.dumps(record("b")) + '\n{"name": "c", "se'
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert results.read(str(path)) == [record("a"), record("b")]
+
+
+BAD_LINES = {
+    "cut off": b'{"name": "c", "seed": 0, "con',
+    "list": b"[1, 2]",
+    "number": b"42",
+    "no record keys": b'{"a": 1}',
+    "config not an object": b'{"name": "c", "seed": 0, "config": 5}',
+    "binary": b"\x00\xff\xfe\x80\x1f\x8b garbage",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_LINES.values(), ids=BAD_LINES.keys())
+def test_read_skips_each_line_without_a_record_with_one_warning(tmp_path, bad):
+    path = tmp_path / "r.jsonl"
+    lines = [json.dumps(record("a")).encode(), bad, json.dumps(record("b")).encode(), bad, b""]
+    path.write_bytes(b"\n".join(lines))
+    with pytest.warns(UserWarning) as caught:
+        assert results.read(str(path)) == [record("a"), record("b")]
+    assert [str(w.message) for w in caught] == [
+        f"{path}:{n}: skipped, not a run record" for n in (2, 4)
+    ]
+
+
+@pytest.mark.slow
+def test_table_of_a_file_with_bad_lines_keeps_every_record(tiny, tmp_path):
+    records = results.run_records(TINY, train.fit(TINY, tiny), "tiny")
+    path = tmp_path / "r.jsonl"
+    good = [json.dumps(r).encode() for r in records]
+    path.write_bytes(b"\n".join([good[0], *BAD_LINES.values(), good[1], b""]))
+    table = subprocess.run(
+        [sys.executable, "-m", "experiments.table", f"--results={path}"],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+    )
+    assert table.returncode == 0, table.stderr
+    assert "| mlp-8-tanh |" in table.stdout and "(2)" in table.stdout
+    for n in range(2, 2 + len(BAD_LINES)):
+        assert f"{path}:{n}: skipped, not a run record" in table.stderr
 
 
 def test_summarize():

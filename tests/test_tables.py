@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shlex
 
 import jax.numpy as jnp
 import numpy as np
@@ -150,6 +151,15 @@ def test_table_means_exclude_diverged_and_keep_the_last_record_per_seed():
         "t1_01_softmax: -0.70 pp — no explanation",
         "t1_04_625_441_relu6: -18.50 pp — no explanation",
     ]
+
+
+def test_command_line_is_the_command_that_ran_with_spaces_quoted():
+    argv = ["--checkpoints=50", "--out=my results/v", "--name=it's"]
+    command = tables.command_line("experiments.vanishing", argv)
+    assert command.startswith(
+        "python -m experiments.vanishing --checkpoints=50 '--out=my results/v'"
+    )
+    assert shlex.split(command) == ["python", "-m", "experiments.vanishing", *argv]
 
 
 def test_every_format_renders_the_same_rows():

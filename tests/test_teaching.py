@@ -3,6 +3,7 @@
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 
@@ -24,6 +25,12 @@ def run(module: str, *args: str) -> str:
     return proc.stdout
 
 
+def assert_command(path, module: str, *args: str) -> None:
+    """Assert the file at `path` records exactly the command `python -m module args` that ran."""
+    (line,) = re.findall(r"^Command: `(.*)`", pathlib.Path(path).read_text(), re.M)
+    assert shlex.split(line) == ["python", "-m", module, *args]
+
+
 def table_rows(path) -> dict[str, list[str]]:
     rows = [
         line.split("|")[1:-1]
@@ -34,7 +41,7 @@ def table_rows(path) -> dict[str, list[str]]:
 
 
 @pytest.mark.skipif(not os.path.isdir(IRIS), reason="needs ../shared/datasets/iris")
-def test_iris_worked_example_matches_the_hand_computation(tmp_path):
+def test_iris_worked_example_matches_the_hand_computation():
     features, labels = data.load_iris(IRIS)
     assert features.shape == (150, 4) and np.bincount(labels).tolist() == [50, 50, 50]
     step = backprop.neuron_step(
@@ -45,20 +52,33 @@ def test_iris_worked_example_matches_the_hand_computation(tmp_path):
     assert float(step["loss"]) == pytest.approx(0.19693, abs=2e-5)
     assert float(step["grad_w"][0]) == pytest.approx(0.37980, abs=2e-5)
     assert float(step["w"][0]) == pytest.approx(0.1 - 0.5 * 0.37980, abs=2e-5)
-    out = run("experiments.iris_neuron", f"--data_dir={IRIS}", f"--out={tmp_path}/iris.md")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(IRIS), reason="needs ../shared/datasets/iris")
+def test_one_neuron_separates_setosa_from_versicolor(tmp_path):
+    args = (f"--data_dir={IRIS}", f"--out={tmp_path}/iris.md")
+    out = run("experiments.iris_neuron", *args)
     assert out.count("test accuracy 1.00") == 2
+    assert_command(tmp_path / "iris.md", "experiments.iris_neuron", *args)
 
 
+@pytest.mark.slow
 def test_zero_and_constant_initialisation_keep_units_identical(tmp_path):
-    run("experiments.init_symmetry", "--steps=200", f"--out={tmp_path}/s.md")
+    args = ("--steps=200", f"--out={tmp_path}/s.md")
+    run("experiments.init_symmetry", *args)
+    assert_command(tmp_path / "s.md", "experiments.init_symmetry", *args)
     rows = table_rows(tmp_path / "s.md")
     assert rows["zeros"][0] == rows["constant 0.1"][0] == "1"
     assert rows["normal 0.01"][0] == rows["lecun_normal"][0] == "64"
     assert float(rows["lecun_normal"][1]) > float(rows["zeros"][1]) + 0.3
 
 
+@pytest.mark.slow
 def test_a_hidden_layer_solves_xor_and_circles(tmp_path):
-    run("experiments.toy2d", "--steps=500", f"--out={tmp_path}/toy")
+    args = ("--steps=500", f"--out={tmp_path}/toy")
+    run("experiments.toy2d", *args)
+    assert_command(tmp_path / "toy.md", "experiments.toy2d", *args)
     rows = table_rows(tmp_path / "toy.md")
     assert float(rows["linearly separable"][0]) >= 0.95
     for name in ("xor", "circles"):
@@ -67,14 +87,20 @@ def test_a_hidden_layer_solves_xor_and_circles(tmp_path):
     assert os.path.getsize(tmp_path / "toy.png") > 0
 
 
+@pytest.mark.slow
 def test_wider_layers_approximate_better(tmp_path):
-    run("experiments.approx", "--widths=2,64", "--steps=1500", f"--out={tmp_path}/a")
+    args = ("--widths=2,64", "--steps=1500", f"--out={tmp_path}/a")
+    run("experiments.approx", *args)
+    assert_command(tmp_path / "a.md", "experiments.approx", *args)
     rows = table_rows(tmp_path / "a.md")
     assert float(rows["64"][0]) < 0.25 * float(rows["2"][0])
 
 
+@pytest.mark.slow
 def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
-    run("experiments.vanishing", "--checkpoints=50", f"--out={tmp_path}/v")
+    args = ("--checkpoints=50", f"--out={tmp_path}/v")
+    run("experiments.vanishing", *args)
+    assert_command(tmp_path / "v.md", "experiments.vanishing", *args)
     ratios = {
         (cells[0].strip(), cells[1].strip()): float(cells[-1])
         for cells in (
@@ -86,13 +112,16 @@ def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
     assert ratios[("sigmoid", "0")] < 1e-3 and ratios[("relu", "0")] > 0.1
 
 
+@pytest.mark.slow
 def test_backprop_experiment_agrees_with_autodiff(tmp_path):
     out = run("experiments.backprop", f"--out={tmp_path}/b.md")
+    assert_command(tmp_path / "b.md", "experiments.backprop", f"--out={tmp_path}/b.md")
     differences = [float(m) for m in re.findall(r"\| (\S+e[-+]\d+) \| \S+e[-+]\d+ \|", out)]
     assert len(differences) == 6 and max(differences) < 1e-7
     assert "- z1 = a0 W1 + b1 = [[0.3775, 0.3925]]" in out
 
 
+@pytest.mark.slow
 def test_activation_gallery(tmp_path):
     out = run("experiments.activation_gallery", f"--out={tmp_path}/g.png")
     worst = float(re.search(r"derivative over z in \[-7, 7\]: (\S+)", out).group(1))

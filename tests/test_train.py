@@ -9,7 +9,7 @@ import pytest
 
 from mlp_jax import config, train
 from mlp_jax.config import Config
-from tests.conftest import assert_trees_close, first_replica
+from tests.conftest import assert_trees_close, first_replica, needs_cpu
 
 TINY = Config(hidden=(16,), act="relu", batch_size=10, steps=40, eval_every=20)
 
@@ -102,12 +102,14 @@ def small_run(mnist):
     return train.fit(SMALL, mnist)
 
 
+@pytest.mark.slow
 def test_few_hundred_steps_reach_90_percent(small_run):
     assert small_run.test_accuracy[0] >= 0.90
     assert small_run.val_accuracy[0] >= 0.90
     assert small_run.steps == 300 and len(small_run.history) == 3
 
 
+@pytest.mark.slow
 def test_bfloat16_matmuls_reach_90_percent(mnist):
     assert (
         train.fit(dataclasses.replace(SMALL, matmul_dtype="bfloat16"), mnist).test_accuracy[0]
@@ -115,12 +117,15 @@ def test_bfloat16_matmuls_reach_90_percent(mnist):
     )
 
 
+@pytest.mark.slow
+@needs_cpu
 def test_same_seed_gives_identical_results(mnist, small_run):
     again = train.fit(SMALL, mnist)
     assert again.test_accuracy[0] == small_run.test_accuracy[0]
     assert_trees_close(again.params, small_run.params, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_num_seeds_trains_distinct_replicas_matching_the_single_run(mnist, small_run):
     three = train.fit(dataclasses.replace(SMALL, num_seeds=3), mnist)
     assert three.seeds == [0, 1, 2] and three.test_accuracy.shape == (3,)

@@ -1,0 +1,262 @@
+"""The READMEs stay true: the flag table is generated, the set-up commands are CI's, and every
+command they quote parses (its module exists, its flags exist, its values are accepted)."""
+
+import concurrent.futures
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from mlp_jax import config
+from tests.conftest import REPO
+
+READMES = ("README.md", os.path.join("results", "README.md"))
+REGENERATE = "python -c \"from mlp_jax import config; print(config.flag_table(), end='')\""
+TABLE_BEGIN = f"<!-- flag table: {REGENERATE} -->"
+TABLE_END = "<!-- end of flag table -->"
+SETUP = "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && "
+RUN_COMMAND = (
+    SETUP + ".venv/bin/python -m experiments.mlp --hidden=625,441 --act=relu6 "
+    "--data_dir=../shared/datasets/mnist"
+)
+TEST_COMMAND = SETUP + "MLP_JAX_DATA=../shared/datasets/mnist .venv/bin/python -m pytest"
+SEPARATORS = {"&&", "||", ";", "|", "&"}
+ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+FOR_LOOP = re.compile(r"for (\w+) in ([^;]+); do (.*); done")
+
+
+def read(name: str) -> str:
+    with open(os.path.join(REPO, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def quoted_commands(name: str) -> list[tuple[str, str]]:
+    """Return (file:line, command) for every shell line of a fenced code block and every inline
+    code span that runs an entry point (`-m experiments.`) or launch.sh."""
+    found, fenced, pending = [], False, ""
+    for number, line in enumerate(read(name).splitlines(), 1):
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced:
+            pending += line.rstrip("\\") + " " if line.endswith("\\") else line
+            if not line.endswith("\\"):
+                found.append((f"{name}:{number}", pending))
+                pending = ""
+        else:
+            found += [(f"{name}:{number}", span) for span in re.findall(r"`([^`]+)`", line)]
+    return [
+        (where, text)
+        for where, text in found
+        if "-m experiments." in text or re.match(r"(time )?\./launch\.sh\b", text.strip())
+    ]
+
+
+def simple_commands(text: str) -> list[list[str]]:
+    """Split a shell line into its simple commands' words, without `VAR=value` prefixes, `time`,
+    redirections or comments; a `for V in A B; do ...; done` loop gives its body once per value."""
+    loop = FOR_LOOP.fullmatch(text.strip())
+    if loop:
+        var, values, body = loop.groups()
+        return [
+            words
+            for value in values.split()
+            for words in simple_commands(body.replace(f"${var}", value))
+        ]
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|<>")
+    lexer.whitespace_split = True
+    commands, words = [], []
+    for token in [*lexer, ";"]:
+        if token in SEPARATORS:
+            commands.append(words)
+            words = []
+        elif words and words[-1] in {">", ">>", "<"}:
+            words.pop()  # a redirection and its target
+        else:
+            words.append(token)
+    stripped = []
+    for words in commands:
+        while words and (ASSIGNMENT.match(words[0]) or words[0] == "time"):
+            words = words[1:]
+        if words:
+            stripped.append(words)
+    return stripped
+
+
+def entry_point_commands() -> tuple[dict[str, list[tuple[str, list[str]]]], list]:
+    """Return the quoted commands of both READMEs: {module: [(where, args)]} for
+    `python -m experiments.X ARGS`, and [(where, args)] for `./launch.sh ARGS`."""
+    modules: dict[str, list[tuple[str, list[str]]]] = {}
+    launches = []
+    for name in READMES:
+        for where, text in quoted_commands(name):
+            for words in simple_commands(text):
+                if words[0] == "./launch.sh":
+                    launches.append((where, words[1:]))
+                elif len(words) > 2 and words[1] == "-m" and words[2].startswith("experiments."):
+                    assert re.search(r"(^|/)python3?$", words[0]), (where, words)
+                    modules.setdefault(words[2], []).append((where, words[3:]))
+    return modules, launches
+
+
+MODULES, LAUNCHES = entry_point_commands()
+# Never in a README: they must fail, or the check checks nothing.
+MISSPELT = ("(misspelt flag)", ["--hiden=625,441"])
+BAD_VALUE = ("(bad value)", ["--act=relu7"])
+
+# Run in a fresh interpreter per module (flags of different modules clash): import the module,
+# which defines its absl flags, then parse each command line without calling main.
+PARSE = """
+import importlib, importlib.util, json, sys
+from absl import flags
+module, arg_lists = json.load(sys.stdin)
+source = open(importlib.util.find_spec(module).origin, encoding="utf-8").read()
+importlib.import_module(module)
+from experiments import cli
+errors = []
+for args in arg_lists:
+    try:
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([module, *args])
+        if "cli.define_config_flags()" in source:
+            cli.config_from_flags()
+        errors.append(None)
+    except Exception as e:  # absl's flags.Error, or InputError from the Config
+        errors.append(f"{type(e).__name__}: {e}")
+print("parsed:", json.dumps(errors))
+"""
+
+
+def run_parser(module: str, commands: list[tuple[str, list[str]]]) -> dict[str, str | None]:
+    """Return {where and command: error or None} for each command line of `module`."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PARSE],
+        input=json.dumps([module, [args for _, args in commands]]),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        timeout=300,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("parsed: ")]
+    assert proc.returncode == 0 and lines, f"python -c PARSE {module}:\n{proc.stderr[-3000:]}"
+    errors = json.loads(lines[-1].removeprefix("parsed: "))
+    return {
+        f"{where}: {module} {shlex.join(args)}": error
+        for (where, args), error in zip(commands, errors, strict=True)
+    }
+
+
+def run_launch_list(args: list[str]) -> subprocess.CompletedProcess:
+    """Run `./launch.sh GRID --list ...`: it prints each row's command and trains nothing."""
+    return subprocess.run(
+        ["bash", "launch.sh", args[0], "--list", *args[1:]],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def parsed() -> dict[str, dict[str, str | None]]:
+    """Parse every module's commands, the modules in parallel, one subprocess each; the misspelt
+    flag and the bad value ride along with experiments.mlp."""
+    jobs = {module: list(commands) for module, commands in MODULES.items()}
+    jobs.setdefault("experiments.mlp", []).extend([MISSPELT, BAD_VALUE])
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        futures = {module: pool.submit(run_parser, module, c) for module, c in jobs.items()}
+        return {module: future.result() for module, future in futures.items()}
+
+
+def test_flag_table_is_generated_from_config():
+    text = read("README.md")
+    assert TABLE_BEGIN in text and TABLE_END in text, "README lost the flag table's markers"
+    quoted = text.split(TABLE_BEGIN + "\n", 1)[1].split(TABLE_END, 1)[0]
+    assert quoted == config.flag_table(), (
+        "README's flag table differs from Config; replace the lines between the markers with "
+        f"the output of: {REGENERATE}"
+    )
+
+
+def test_setup_commands_open_the_readme():
+    text = read("README.md")
+    blocks = re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+    assert blocks[:2] == [RUN_COMMAND, TEST_COMMAND]
+    assert 'pytest -m "not slow"' in text and "pytest -m slow" in text
+
+
+def test_readme_test_command_is_what_ci_runs():
+    """CI runs README's test command: the same data folder, and pytest over the same tests
+    (whole, or as the fast tier then the slow tier, which together are the whole)."""
+    ci = read(os.path.join(".ci", "run"))
+    assert "MLP_JAX_DATA=../shared/datasets/mnist" in ci
+    readme_args = shlex.split(TEST_COMMAND.split(" -m pytest", 1)[1])
+    loops = {  # for tier in "not slow" "slow"; do ... -m "$tier" ...
+        f"${var}": shlex.split(values) for var, values in re.findall(r"for (\w+) in (.+); do", ci)
+    }
+    markers = []
+    for line in ci.splitlines():
+        if " -m pytest" not in line or line.lstrip().startswith("#"):
+            continue
+        words = shlex.split(line.split(" -m pytest", 1)[1], comments=True)
+        words = words[: next((i for i, w in enumerate(words) if w in SEPARATORS), len(words))]
+        words = [w for w in words if not w.startswith("2>")]
+        if "-m" in words:
+            at = words.index("-m")
+            markers += loops.get(words[at + 1], [words[at + 1]])
+            del words[at : at + 2]
+        assert [w for w in words if w != "tests"] == readme_args, line
+    assert markers in ([], ["not slow", "slow"]), markers
+
+
+def test_readme_links_exist():
+    for name in READMES:
+        folder = os.path.dirname(os.path.join(REPO, name))
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", read(name)):
+            if not re.match(r"[a-z]+://", target):
+                path = os.path.join(folder, target)
+                assert os.path.exists(path), f"{name} links to {target}, which does not exist"
+
+
+def test_readmes_quote_commands():
+    """The extraction finds the commands (a guard against a parser that finds none)."""
+    assert {"experiments.mlp", "experiments.table", "experiments.bench"} <= set(MODULES)
+    assert len(LAUNCHES) >= 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_quoted_commands_parse(parsed, module):
+    bad = {command: error for command, error in parsed[module].items() if error}
+    bad.pop(f"{MISSPELT[0]}: experiments.mlp {shlex.join(MISSPELT[1])}", None)
+    bad.pop(f"{BAD_VALUE[0]}: experiments.mlp {shlex.join(BAD_VALUE[1])}", None)
+    assert not bad, "README commands that do not parse:\n" + "\n".join(
+        f"{command}\n    {error}" for command, error in bad.items()
+    )
+
+
+@pytest.mark.slow
+def test_parse_check_catches_a_misspelt_flag_and_a_bad_value(parsed):
+    errors = parsed["experiments.mlp"]
+    misspelt = errors[f"{MISSPELT[0]}: experiments.mlp {shlex.join(MISSPELT[1])}"]
+    bad_value = errors[f"{BAD_VALUE[0]}: experiments.mlp {shlex.join(BAD_VALUE[1])}"]
+    assert misspelt and "hiden" in misspelt
+    assert bad_value and "relu7" in bad_value
+
+
+@pytest.mark.slow
+def test_quoted_launches_list():
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        runs = list(pool.map(run_launch_list, [args for _, args in LAUNCHES]))
+    failed = [
+        f"{where}: ./launch.sh {shlex.join(args)}\n    {proc.stderr.strip()[-500:]}"
+        for (where, args), proc in zip(LAUNCHES, runs, strict=True)
+        if proc.returncode != 0 or "-m experiments.mlp" not in proc.stdout
+    ]
+    assert not failed, "README launches that fail with --list:\n" + "\n".join(failed)
