@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         raise InputError("--plot_dir works in single-process runs; drop it in a multi-host run")
     if jax.process_index() == 0:  # a multi-host run records once
         results.check_appendable(FLAGS.out)
-    print("config:", " ".join(f"{k}={v}" for k, v in vars(cfg).items()))
+    print("config:", cfg.describe())
     env = results.environment()
     print(f"platform: {env['platform']} device: {env['device']}")
     dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)

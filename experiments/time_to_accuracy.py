@@ -25,7 +25,7 @@ def main(argv: list[str]) -> None:
     del argv
     cfg = cli.config_from_flags()
     results.check_appendable(FLAGS.out)
-    print("config:", " ".join(f"{k}={v}" for k, v in vars(cfg).items()))
+    print("config:", cfg.describe())
     dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
     reached: dict[int, dict] = {}
 

@@ -37,7 +37,8 @@ DERIVATIVES: dict[str, Derivative] = {
     "tanh": lambda z, a, s: 1 - a**2,
     "relu": lambda z, a, s: (z > 0).astype(z.dtype),
     "relu6": lambda z, a, s: ((z > 0) & (z < 6)).astype(z.dtype),
-    "leaky_relu": lambda z, a, s: jnp.where(z > 0, 1.0, s).astype(z.dtype),
+    # At the kink z = 0, jax.nn.leaky_relu takes the positive side's slope (x >= 0).
+    "leaky_relu": lambda z, a, s: jnp.where(z >= 0, 1.0, s).astype(z.dtype),
     "elu": lambda z, a, s: jnp.where(z > 0, 1.0, a + 1),
     "softplus": lambda z, a, s: jax.nn.sigmoid(z),
     "swish": lambda z, a, s: jax.nn.sigmoid(z) * (1 + z * (1 - jax.nn.sigmoid(z))),

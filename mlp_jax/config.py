@@ -179,6 +179,10 @@ class Config(Strengths):
         """Return the augmentation strengths alone."""
         return Strengths(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Strengths)})
 
+    def describe(self) -> str:
+        """Return every setting as `name=value`, in the reading order of `flag_fields`."""
+        return " ".join(f"{f.name}={getattr(self, f.name)}" for f in flag_fields())
+
     def total_steps(self, num_train: int) -> int:
         """Return the number of training steps: --epochs over `num_train` images, else --steps."""
         return self.epochs * (num_train // self.batch_size) if self.epochs else self.steps

@@ -66,7 +66,7 @@ def test_augment_names_are_checked():
 
 @pytest.mark.parametrize("flag", ["input_dropout", "label_smoothing", "ema"])
 def test_fractions_outside_unit_interval_are_rejected(flag):
-    with pytest.raises(InputError, match=rf"--{flag} 1.5 is outside \[0, 1\)"):
+    with pytest.raises(InputError, match=rf"--{flag} 1.5 is out of range; accepted: \[0, 1\)"):
         Config(**{flag: 1.5})
 
 

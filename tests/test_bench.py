@@ -33,6 +33,7 @@ def test_tutorial_step_is_364_mflop():
     assert benchmark.train_step_flops((625, 441), 100) == 364_021_000
 
 
+@pytest.mark.slow  # a whole benchmark run in miniature: dozens of compiled programs
 def test_report_covers_every_measurement(tiny, tmp_path):
     tutorial = Config(hidden=(16,), batch_size=10, epochs=2, eval_every=4)
     bench = benchmark.BenchConfig(
