@@ -8,14 +8,12 @@ full-batch Adam; error measured on 2,000 points.
     python -m experiments.approx   # about 30 s; results/teaching/approx.{md,png}
 """
 
-import sys
-
 from absl import flags
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import plots, results, tables, teaching
+from mlp_jax import plots, results, teaching
 
 flags.DEFINE_list("widths", ["1", "2", "4", "8", "16", "32", "64", "128"], "Hidden widths K.")
 flags.DEFINE_integer("steps", 4000, "Adam steps per width.")
@@ -42,14 +40,13 @@ def main(argv: list[str]) -> None:
         fits[width] = (np.asarray(fitted[:, 0]), error)
         rows.append(f"| {width} | {error:.4f} |")
         print(rows[-1], flush=True)
-    command = tables.command_line("experiments.approx", sys.argv[1:])
     results.write_text(
         FLAGS.out + ".md",
         "\n".join(
             [
                 "# One hidden ReLU layer approximating f(x) = sin(2 pi x) + |x - 0.5| on [0, 1]",
                 "",
-                *tables.provenance(command, [results.environment()]),
+                *cli.provenance(),
                 "",
                 "| hidden units K | max abs error on 2,000 points |",
                 "|---|---|",

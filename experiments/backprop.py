@@ -15,15 +15,13 @@ gradients autodiff does:
 writes the printout to results/teaching/backprop.md.
 """
 
-import sys
-
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import backprop, data, models, results, tables, train
+from mlp_jax import backprop, data, models, results, train
 from mlp_jax.config import Config
 
 cli.define_config_flags(only=("data_dir",))
@@ -128,11 +126,10 @@ def tiny_trace() -> list[str]:
 
 def main(argv: list[str]) -> None:
     del argv
-    command = tables.command_line("experiments.backprop", sys.argv[1:])
     lines = [
         "# Back-propagation by hand against autodiff",
         "",
-        *tables.provenance(command, [results.environment()]),
+        *cli.provenance(),
         "",
         *mnist_check(cli.data_dir(FLAGS.data_dir)),
         "",

@@ -15,13 +15,12 @@ throughput against batch size, replicas (`num_seeds`) and width, with a plot.
 import datetime
 import json
 import os
-import sys
 
 from absl import flags
 import jax
 
 from experiments import cli
-from mlp_jax import benchmark, data, grids, plots, results, tables
+from mlp_jax import benchmark, data, grids, plots, results
 from mlp_jax.config import Config, parse_hidden
 from mlp_jax.errors import InputError
 
@@ -75,7 +74,7 @@ def main(argv: list[str]) -> None:
     bench = bench_config()
     dataset = data.load(bench.tutorial.dataset, bench.tutorial.data_dir)
     report = {
-        "command": tables.command_line("experiments.bench", sys.argv[1:]),
+        "command": cli.command(),
         "date": datetime.date.today().isoformat(),
         **results.environment(),
         **benchmark.run(bench, dataset),

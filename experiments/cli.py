@@ -8,7 +8,7 @@ import sys
 
 from absl import app, flags
 
-from mlp_jax import config, grids, parallel, settings
+from mlp_jax import config, grids, parallel, results, settings, tables
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
 
@@ -66,6 +66,17 @@ def row_config(row: grids.Row, extra: list[str]) -> Config:
         return config_from_args([*row.args(), *extra])
     except InputError as e:
         raise InputError(f"row {row.name}: {e}") from None
+
+
+def command() -> str:
+    """Return this process's command line as `python -m MODULE ARGS`, arguments quoted."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    return tables.command_line(spec.name if spec else sys.argv[0], sys.argv[1:])
+
+
+def provenance() -> list[str]:
+    """Return the Command, Date and Machine lines of an entry point's printed results."""
+    return tables.provenance(command(), [results.environment()])
 
 
 def fail(message: str) -> None:

@@ -11,12 +11,11 @@ writes results/teaching/init_symmetry.md.
 """
 
 import dataclasses
-import sys
 
 from absl import flags
 
 from experiments import cli
-from mlp_jax import data, results, tables, teaching, train
+from mlp_jax import data, results, teaching, train
 from mlp_jax.config import Config
 
 cli.define_config_flags(only=("data_dir",))
@@ -42,11 +41,10 @@ def main(argv: list[str]) -> None:
         data_dir=cli.data_dir(FLAGS.data_dir),
     )
     dataset = data.load(base.dataset, base.data_dir, base.validation_size)
-    command = tables.command_line("experiments.init_symmetry", sys.argv[1:])
     lines = [
         "# Symmetry of initialisation",
         "",
-        *tables.provenance(command, [results.environment()]),
+        *cli.provenance(),
         "",
         "784-64-10 sigmoid MLP, biases zero, SGD lr 0.5, batch 100.",
         "",

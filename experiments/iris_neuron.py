@@ -13,14 +13,12 @@ error L = 1/(2N) sum (y' - y)^2, every weight and the bias starting at 0.1:
 writes the printout to results/teaching/iris_neuron.md.
 """
 
-import sys
-
 from absl import flags
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import backprop, data, results, tables
+from mlp_jax import backprop, data, results
 
 flags.DEFINE_string("data_dir", None, "Folder holding iris.data; default: TFDS iris.")
 flags.DEFINE_string("out", "results/teaching/iris_neuron.md", "Where to write the printout.")
@@ -44,11 +42,10 @@ def train(x: np.ndarray, y: np.ndarray, lr: float, epochs: int) -> tuple[jnp.nda
 def main(argv: list[str]) -> None:
     del argv
     features, labels = data.load_iris(FLAGS.data_dir)
-    command = tables.command_line("experiments.iris_neuron", sys.argv[1:])
     lines = [
         "# A single sigmoid neuron on Iris",
         "",
-        *tables.provenance(command, [results.environment()]),
+        *cli.provenance(),
         "",
         "## Worked example: rows 0-2 with labels 0, 1, 0; w = 0.1, b = 0.1, lr = 0.5",
         "",

@@ -10,7 +10,6 @@ random shifts, the same corrupted images for every model.
 
 import dataclasses
 import os
-import sys
 import time
 
 from absl import flags
@@ -57,11 +56,7 @@ def main(argv: list[str]) -> None:
             + "  ".join(f"{k} {results.summarize(v)[0]:.4f}" for k, v in accuracies.items()),
             flush=True,
         )
-    header = tables.provenance(
-        tables.command_line("experiments.noise", sys.argv[1:]),
-        records,
-        time.perf_counter() - start,
-    )
+    header = tables.provenance(cli.command(), records, time.perf_counter() - start)
     print(
         "wrote",
         tables.write_robustness(rows, FLAGS.out_dir, header),

@@ -7,14 +7,12 @@ one hidden layer of 16 tanh units bends the boundary around both.
     python -m experiments.toy2d   # about 20 s; results/teaching/toy2d.{md,png}
 """
 
-import sys
-
 from absl import flags
 import jax
 import numpy as np
 
 from experiments import cli
-from mlp_jax import plots, results, tables, teaching, train
+from mlp_jax import plots, results, teaching, train
 from mlp_jax.config import Config
 
 flags.DEFINE_integer("steps", 2000, "Adam steps per model.")
@@ -57,14 +55,13 @@ def main(argv: list[str]) -> None:
             )
         rows.append(f"| {name} | {accuracies[0]:.3f} | {accuracies[1]:.3f} |")
         print(rows[-1], flush=True)
-    command = tables.command_line("experiments.toy2d", sys.argv[1:])
     results.write_text(
         FLAGS.out + ".md",
         "\n".join(
             [
                 "# Single layer against one hidden layer, 2-D data",
                 "",
-                *tables.provenance(command, [results.environment()]),
+                *cli.provenance(),
                 "",
                 "| data set | single layer | one hidden layer (16 tanh) |",
                 "|---|---|---|",

@@ -12,13 +12,12 @@ writes results/teaching/vanishing.{md,png}.
 """
 
 import dataclasses
-import sys
 
 from absl import flags
 import jax
 
 from experiments import cli
-from mlp_jax import data, plots, results, tables, teaching, train
+from mlp_jax import data, plots, results, teaching, train
 from mlp_jax.config import Config
 
 cli.define_config_flags(only=("data_dir",))
@@ -63,14 +62,13 @@ def main(argv: list[str]) -> None:
             + " | ".join(f"{v:.2e}" for v in values)
             + f" | {values[0] / values[-1]:.1e} |"
         )
-    command = tables.command_line("experiments.vanishing", sys.argv[1:])
     results.write_text(
         FLAGS.out + ".md",
         "\n".join(
             [
                 "# Gradient norm of each layer's weights, 8 hidden layers of 100",
                 "",
-                *tables.provenance(command, [results.environment()]),
+                *cli.provenance(),
                 "",
                 *table,
                 "",
