@@ -45,7 +45,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
     """Build the validated Config from parsed flags; --data_dir falls back to $MLP_JAX_DATA."""
     values = {f.name: flag_values[f.name].value for f in dataclasses.fields(Config)}
     values["hidden"] = config.parse_hidden(values["hidden"])
-    values["data_dir"] = data_dir(values["data_dir"]) or None
+    values["data_dir"] = data_dir(values["data_dir"])
     return Config(**values)
 
 
