@@ -1,6 +1,8 @@
 """Shared fixtures: strict numpy semantics, a tiny synthetic dataset, and real MNIST."""
 
 import os
+import subprocess
+import sys
 
 # Tests check what programs compute, not how fast they run: XLA's backend optimisation level 0
 # halves compile time, most of a small test's time, and leaves results equal up to float rounding.
@@ -27,6 +29,25 @@ needs_cpu = pytest.mark.skipif(
     jax.default_backend() != "cpu",
     reason="asserts CPU behaviour (bit-identical reruns, the platform line, host devices)",
 )
+
+
+def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m module args` from the repository root, as a user would; capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_ok(module: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `python -m module args` and assert it succeeds."""
+    proc = run_module(module, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
 
 
 @pytest.fixture(scope="session")

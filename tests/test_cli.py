@@ -5,7 +5,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 
 from absl import flags
 import numpy as np
@@ -15,18 +14,11 @@ from experiments import cli
 from mlp_jax import config, data, results, settings, train
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
-from tests.conftest import REPO, needs_cpu
+from tests.conftest import needs_cpu, run_module
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.mlp", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+    return run_module("experiments.mlp", *args, env=env)
 
 
 def check_one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:

@@ -2,27 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_ok
 
 pytestmark = pytest.mark.slow
 
 
-def run(module: str, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
 def test_time_to_accuracy_stops_at_the_target(tmp_path):
     out = tmp_path / "t.jsonl"
-    proc = run(
+    proc = run_ok(
         "experiments.time_to_accuracy",
         "--target=0.9",
         "--hidden=64",
@@ -41,7 +31,7 @@ def test_time_to_accuracy_stops_at_the_target(tmp_path):
 
 
 def test_noise_table_compares_clean_and_noise_trained(tmp_path):
-    run(
+    run_ok(
         "experiments.noise",
         "--hidden=32",
         "--steps=100",
@@ -66,5 +56,5 @@ def test_noise_table_compares_clean_and_noise_trained(tmp_path):
 
 def test_augment_demo_writes_its_figure(tmp_path):
     out = tmp_path / "demo.png"
-    run("experiments.augment_demo", f"--out={out}")
+    run_ok("experiments.augment_demo", f"--out={out}")
     assert out.read_bytes()[:4] == b"\x89PNG"

@@ -4,25 +4,15 @@ import os
 import pathlib
 import re
 import shlex
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mlp_jax import backprop, data, teaching
-from tests.conftest import REPO
+from tests.conftest import REPO, run_ok
 
 IRIS = os.path.join(REPO, "..", "shared", "datasets", "iris")
-
-
-def run(module: str, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
 
 
 def assert_command(path, module: str, *args: str) -> None:
@@ -58,7 +48,7 @@ def test_iris_worked_example_matches_the_hand_computation():
 @pytest.mark.skipif(not os.path.isdir(IRIS), reason="needs ../shared/datasets/iris")
 def test_one_neuron_separates_setosa_from_versicolor(tmp_path):
     args = (f"--data_dir={IRIS}", f"--out={tmp_path}/iris.md")
-    out = run("experiments.iris_neuron", *args)
+    out = run_ok("experiments.iris_neuron", *args).stdout
     assert out.count("test accuracy 1.00") == 2
     assert_command(tmp_path / "iris.md", "experiments.iris_neuron", *args)
 
@@ -66,7 +56,7 @@ def test_one_neuron_separates_setosa_from_versicolor(tmp_path):
 @pytest.mark.slow
 def test_zero_and_constant_initialisation_keep_units_identical(tmp_path):
     args = ("--steps=200", f"--out={tmp_path}/s.md")
-    run("experiments.init_symmetry", *args)
+    run_ok("experiments.init_symmetry", *args)
     assert_command(tmp_path / "s.md", "experiments.init_symmetry", *args)
     rows = table_rows(tmp_path / "s.md")
     assert rows["zeros"][0] == rows["constant 0.1"][0] == "1"
@@ -77,7 +67,7 @@ def test_zero_and_constant_initialisation_keep_units_identical(tmp_path):
 @pytest.mark.slow
 def test_a_hidden_layer_solves_xor_and_circles(tmp_path):
     args = ("--steps=500", f"--out={tmp_path}/toy")
-    run("experiments.toy2d", *args)
+    run_ok("experiments.toy2d", *args)
     assert_command(tmp_path / "toy.md", "experiments.toy2d", *args)
     rows = table_rows(tmp_path / "toy.md")
     assert float(rows["linearly separable"][0]) >= 0.95
@@ -90,7 +80,7 @@ def test_a_hidden_layer_solves_xor_and_circles(tmp_path):
 @pytest.mark.slow
 def test_wider_layers_approximate_better(tmp_path):
     args = ("--widths=2,64", "--steps=1500", f"--out={tmp_path}/a")
-    run("experiments.approx", *args)
+    run_ok("experiments.approx", *args)
     assert_command(tmp_path / "a.md", "experiments.approx", *args)
     rows = table_rows(tmp_path / "a.md")
     assert float(rows["64"][0]) < 0.25 * float(rows["2"][0])
@@ -99,7 +89,7 @@ def test_wider_layers_approximate_better(tmp_path):
 @pytest.mark.slow
 def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
     args = ("--checkpoints=50", f"--out={tmp_path}/v")
-    run("experiments.vanishing", *args)
+    run_ok("experiments.vanishing", *args)
     assert_command(tmp_path / "v.md", "experiments.vanishing", *args)
     ratios = {
         (cells[0].strip(), cells[1].strip()): float(cells[-1])
@@ -114,7 +104,7 @@ def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
 
 @pytest.mark.slow
 def test_backprop_experiment_agrees_with_autodiff(tmp_path):
-    out = run("experiments.backprop", f"--out={tmp_path}/b.md")
+    out = run_ok("experiments.backprop", f"--out={tmp_path}/b.md").stdout
     assert_command(tmp_path / "b.md", "experiments.backprop", f"--out={tmp_path}/b.md")
     differences = [float(m) for m in re.findall(r"\| (\S+e[-+]\d+) \| \S+e[-+]\d+ \|", out)]
     assert len(differences) == 6 and max(differences) < 1e-7
@@ -123,7 +113,7 @@ def test_backprop_experiment_agrees_with_autodiff(tmp_path):
 
 @pytest.mark.slow
 def test_activation_gallery(tmp_path):
-    out = run("experiments.activation_gallery", f"--out={tmp_path}/g.png")
+    out = run_ok("experiments.activation_gallery", f"--out={tmp_path}/g.png").stdout
     worst = float(re.search(r"derivative over z in \[-7, 7\]: (\S+)", out).group(1))
     assert worst < 1e-5 and os.path.getsize(tmp_path / "g.png") > 0
 
