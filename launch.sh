@@ -6,6 +6,8 @@
 # that another is writing waits for it to finish, then runs what is left. --list prints one
 # command per row for any scheduler; --row K runs row K (number or name) only. On a host with
 # several GPUs, job slot i runs on GPU i mod (number of GPUs). PYTHON overrides the interpreter.
+# Each finished row is printed with the rows finished so far, the elapsed time and an ETA; each
+# row checkpoints into DIR/work/ROW, so a row interrupted mid-training resumes there.
 set -euo pipefail
 cd "$(dirname "$0")"
 command_line="./launch.sh $*"
@@ -45,13 +47,41 @@ gpus=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
 if [ "$gpus" -gt 0 ] && [ "$jobs" -gt "$gpus" ]; then
   export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several processes share a GPU
 fi
+# finished BEGIN LINE [SUFFIX]: print LINE with the rows finished of $total, the time since the
+# launch started and an ETA (mean seconds per finished row x rows left / job slots they fill).
+# Rows finish in parallel: each records "BEGIN END" in $progress under a lock, then counts.
+finished() {
+  {
+    flock 8
+    echo "$1 $(date +%s.%N)" >&8
+    awk -v line="$2" -v suffix="${3:-}" -v now="$(date +%s.%N)" -v start="$start" \
+      -v total="$total" -v jobs="$jobs" '
+      function clock(s) {
+        s = int(s + 0.5)
+        return sprintf("%d:%02d:%02d", s / 3600, s % 3600 / 60, s % 60)
+      }
+      { busy += $2 - $1; n++ }
+      END {
+        left = total - n; slots = jobs < left ? jobs : left
+        eta = left ? busy / n * left / slots : 0
+        printf "%s (%d/%d, elapsed %s, eta %s)%s\n", line, n, total, clock(now - start), \
+          clock(eta), suffix
+      }' "$progress"
+  } 8>> "$progress"
+}
 status=0
 if [ -n "$commands" ]; then
-  echo "$(printf '%s\n' "$commands" | wc -l) row(s) to run, $jobs at a time; logs in $out/logs"
+  total=$(printf '%s\n' "$commands" | wc -l)
+  progress=$(mktemp)
+  trap 'rm -f "$progress"' EXIT
+  export -f finished
+  export start total jobs progress
+  echo "$total row(s) to run, $jobs at a time; logs in $out/logs"
   printf '%s\n' "$commands" | GPUS=$gpus xargs -d '\n' -n 1 -P "$jobs" --process-slot-var=SLOT \
     bash -c 'if [ "$GPUS" -gt 0 ]; then export CUDA_VISIBLE_DEVICES=$((SLOT % GPUS)); fi
-             name=${1#*--name=}; name=${name%% *}
-             if eval "$1"; then echo "done: $name"; else echo "FAILED: $name (see its log)"; exit 1; fi' _ \
+             name=${1#*--name=}; name=${name%% *}; begin=$(date +%s.%N)
+             if eval "$1"; then finished "$begin" "done: $name"
+             else finished "$begin" "FAILED: $name" ", see its log"; exit 1; fi' _ \
     || status=$?
 else
   echo "nothing to run: every row of $grid has $seeds seed(s) in $out/results.jsonl"

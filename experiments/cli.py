@@ -7,8 +7,9 @@ import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
-from mlp_jax import config, grids, parallel, results, settings, tables
+from mlp_jax import checkpoints, config, grids, parallel, results, settings, tables
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
 
@@ -34,6 +35,23 @@ def define_config_flags(
             settings.help_text(field),
             flag_values=flag_values,
         )
+
+
+def define_workdir_flag() -> None:
+    """Define --workdir, the run's work folder."""
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "Work folder of the run: config.json, Orbax checkpoints (the run resumes from the last "
+        "one), TensorBoard event files and the run's records.",
+    )
+
+
+def open_workdir(path: str | None, cfg: Config) -> checkpoints.Workdir | None:
+    """Return the locked work folder at `path` for a run of `cfg`, or None without one."""
+    if not path:
+        return None
+    return checkpoints.Workdir(path, cfg, command(), results.environment()["versions"])
 
 
 def data_dir(flag_value: str | None) -> str | None:
@@ -96,6 +114,7 @@ def run(main: Callable[[list[str]], None]) -> None:
     """Run `main` under absl (joining a multi-host run if one is set up); bad flags and
     InputError end in one line and exit code 2."""
     logging.getLogger("jax").setLevel(logging.WARNING)  # not "no TPU found" on every CPU run
+    absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
 
     def guarded(argv):
         try:

@@ -4,9 +4,10 @@
         [--row=K] -- [flags for every run]
 
 Each command trains seeds 0..N-1 of its row in one process (`--num_seeds`), appends the records
-to OUT/results.jsonl and logs to OUT/logs/ROW.log. With --pending, rows whose seeds are all
-recorded under the same settings are left out, and a row with some seeds recorded starts at the
-first missing one, so an interrupted launch resumes where it stopped.
+to OUT/results.jsonl, logs to OUT/logs/ROW.log and keeps its checkpoints in OUT/work/ROW, so a
+row interrupted mid-training resumes from its last checkpoint. With --pending, rows whose seeds
+are all recorded under the same settings are left out, and a row with some seeds recorded starts
+at the first missing one, so an interrupted launch resumes where it stopped.
 """
 
 import dataclasses
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> None:
             f"--seed={missing[0]}",
             f"--num_seeds={FLAGS.seeds - missing[0]}",
             f"--out={results_path}",
+            f"--workdir={os.path.join(out, 'work', row.name)}",
         ]
         log = os.path.join(out, "logs", f"{row.name}.log")
         print(f"{shlex.join(command)} > {shlex.quote(log)} 2>&1")

@@ -23,18 +23,26 @@ flags.DEFINE_string(
     "Write the curves, misclassified digits and confusion matrix of the first seed here (PNG).",
 )
 cli.define_config_flags()
+cli.define_workdir_flag()
 FLAGS = flags.FLAGS
 
 
-def describe(entry: dict) -> str:
-    """Return the progress line of one evaluation (means over replicas)."""
+def describe(entry: dict, total_steps: int) -> str:
+    """Return the progress line of one evaluation (means over replicas), with elapsed and ETA."""
+
+    def clock(seconds: float) -> str:
+        minutes, secs = divmod(round(seconds), 60)
+        return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
     mean = {
         k: results.summarize(entry[k])[0] for k in ("train_loss", "val_accuracy", "test_accuracy")
     }
+    elapsed = entry["train_seconds"] + entry["eval_seconds"]
+    eta = elapsed / entry["step"] * (total_steps - entry["step"])
     return (
         f"step {entry['step']:6d}  train_loss {mean['train_loss']:.4f}  "
         f"val_accuracy {mean['val_accuracy']:.4f}  test_accuracy {mean['test_accuracy']:.4f}  "
-        f"steps/s {entry['steps_per_sec']:.0f}"
+        f"steps/s {entry['steps_per_sec']:.0f}  elapsed {clock(elapsed)}  eta {clock(eta)}"
     )
 
 
@@ -48,11 +56,24 @@ def main(argv: list[str]) -> None:
     print("config:", cfg.describe())
     env = results.environment()
     print(f"platform: {env['platform']} device: {env['device']}")
+    workdir = cli.open_workdir(FLAGS.workdir, cfg)
     dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
-    fit = train.fit(cfg, dataset, on_eval=lambda entry: print(describe(entry), flush=True))
+    total = cfg.total_steps(dataset.train_x.shape[0])
+
+    def report(entry: dict) -> None:
+        print(describe(entry, total), flush=True)
+        if workdir:
+            workdir.log(entry)
+
+    fit = train.fit(cfg, dataset, on_eval=report, store=workdir)
     records = results.run_records(cfg, fit, cfg.dataset)
     if jax.process_index() == 0:  # a multi-host run records once
-        results.append(records, FLAGS.out)
+        if workdir is None or workdir.record(records):
+            results.append(records, FLAGS.out)
+        else:
+            print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
+    if workdir:
+        workdir.close()
     if FLAGS.plot_dir:
         predicted = train.predict_test_split(cfg, fit, dataset)
         written = plots.run_figures(
@@ -68,6 +89,8 @@ def main(argv: list[str]) -> None:
         f"compile {fit.compile_seconds:.1f}s  train {fit.train_seconds:.1f}s  "
         f"eval {fit.eval_seconds:.1f}s  {fit.steps_per_sec:.0f} steps/s  -> {FLAGS.out}"
     )
+    if fit.ensemble_test_accuracy is not None:
+        print(f"ensemble of {len(records)}: test_accuracy={fit.ensemble_test_accuracy:.4f}")
     for record in records:
         if record["diverged"]:
             print(f"seed={record['seed']} diverged at step {record['diverged_at_step']}")

@@ -130,6 +130,14 @@ class Config(Strengths):
         "Evaluate on the whole validation and test splits every N steps (one compiled chunk).",
         within=POSITIVE,
     )
+    checkpoint_every: int = setting(
+        0,
+        "With --workdir: also save a checkpoint every N steps (0: at each evaluation only).",
+        within=NON_NEGATIVE,
+    )
+    keep_checkpoints: int = setting(
+        3, "With --workdir: keep this many latest checkpoints, and the best.", within=POSITIVE
+    )
     seed: int = setting(0, "Seed of the first replica; replica i uses seed + i.")
     num_seeds: int = setting(1, "Independent replicas trained at once with vmap.", within=POSITIVE)
     matmul_dtype: str = setting(

@@ -7,6 +7,8 @@ A record holds one seed of one run, with exactly the fields of RECORD_FIELDS (JS
     seed                       int: the seed of this replica
     dataset                    str: the dataset trained on, e.g. "mnist"
     test_accuracy              float | null: final test accuracy; null if diverged
+    ensemble_test_accuracy     float | null: test accuracy of the softmax averaged over the
+                               replicas trained together; null for a lone replica
     val_accuracy               float | null: final validation accuracy; null if diverged
     train_loss                 float | null: mean loss over the last evaluation interval
     steps                      int: training steps
@@ -53,6 +55,7 @@ RECORD_FIELDS = (
     "seed",
     "dataset",
     "test_accuracy",
+    "ensemble_test_accuracy",
     "val_accuracy",
     "train_loss",
     "steps",
@@ -75,7 +78,17 @@ RECORD_FIELDS = (
 REQUIRED_FIELDS = ("name", "seed", "config")  # what telling recorded runs apart needs
 # Settings that change what a run computes by float rounding at most, left out when runs are
 # matched.
-NOT_PROTOCOL = ("name", "seed", "num_seeds", "data_dir", "eval_every", "devices", "parallel")
+NOT_PROTOCOL = (
+    "name",
+    "seed",
+    "num_seeds",
+    "data_dir",
+    "eval_every",
+    "devices",
+    "parallel",
+    "checkpoint_every",
+    "keep_checkpoints",
+)
 
 
 def _finite(value: float) -> float | None:
@@ -106,6 +119,7 @@ def run_records(cfg: Config, result: FitResult, dataset: str) -> list[dict]:
         "config": dataclasses.asdict(cfg),
         "dataset": dataset,
         "steps": result.steps,
+        "ensemble_test_accuracy": result.ensemble_test_accuracy,
         "n_params": result.n_params,
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,

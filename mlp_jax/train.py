@@ -4,6 +4,7 @@ from collections.abc import Callable, Sequence
 import dataclasses
 import functools
 import time
+from typing import Protocol
 
 import flax.struct
 import jax
@@ -44,6 +45,12 @@ def make_schedule(cfg: Config, total_steps: int) -> optax.ScalarOrSchedule:
     if cfg.schedule == "onecycle":
         return optax.cosine_onecycle_schedule(total_steps, cfg.lr, max(cfg.warmup_fraction, 1e-3))
     return cfg.lr
+
+
+def learning_rate(cfg: Config, total_steps: int, step: int) -> float:
+    """Return the learning rate of step `step`."""
+    schedule = make_schedule(cfg, total_steps)
+    return float(schedule(step)) if callable(schedule) else schedule
 
 
 def make_optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformation:
@@ -274,6 +281,26 @@ def count_correct(
     return correct(data.val_x, data.val_y), correct(data.test_x, data.test_y)
 
 
+def probabilities(cfg: Config, replicas: Replica, x: jax.Array) -> jax.Array:
+    """Return each replica's class probabilities for the flat images `x`, shape (replicas, N,
+    classes), computed as its accuracy is measured (moving average, dropout at evaluation)."""
+    model = make_model(cfg)
+
+    def one(rep):
+        key = eval_dropout_key(rep, cfg.dropout_at_eval)
+        variables = eval_params(rep)
+        if key is None:
+            return jax.nn.softmax(model.apply(variables, x))
+        return jax.nn.softmax(model.apply(variables, x, train=True, rngs={"dropout": key}))
+
+    return jax.jit(jax.vmap(one))(replicas)
+
+
+def ensemble_accuracy(probs: jax.Array, labels: jax.Array) -> float:
+    """Return the accuracy of the replicas' averaged softmax (a committee of networks)."""
+    return float(jnp.mean(jnp.argmax(probs.mean(axis=0), axis=-1) == labels))
+
+
 def fraction(correct: np.ndarray, total: int) -> np.ndarray:
     """Return exact accuracies from counts (NaN for an empty split)."""
     return correct / total if total else np.full(correct.shape, np.nan)
@@ -286,9 +313,11 @@ class FitResult:
     replicas: Replica
     seeds: list[int]
     steps: int
+    trained_steps: int  # in this call; fewer than `steps` when it resumed from a checkpoint
     train_loss: np.ndarray  # (replicas,) mean loss over the last evaluation interval
     val_accuracy: np.ndarray
     test_accuracy: np.ndarray
+    ensemble_test_accuracy: float | None  # of the averaged softmax, with several replicas
     diverged_at_step: list[int | None]
     history: list[dict]  # per evaluation: step, and per-replica lists of the metrics
     n_params: int
@@ -348,16 +377,57 @@ def chunk_program(
     )
 
 
+@dataclasses.dataclass
+class Progress:
+    """What the training loop carries besides the replicas; a checkpoint saves both."""
+
+    step: int
+    diverged_at_step: list[int | None]
+    interval_losses: list[list[float]]  # per replica: the losses of this evaluation interval
+    history: list[dict] = dataclasses.field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+
+class Store(Protocol):
+    """Where a run's state goes between chunks: `checkpoints.Workdir`."""
+
+    def restore(self, fresh: Replica) -> tuple[Replica, Progress] | None: ...
+
+    def save(self, replicas: Replica, progress: Progress) -> None: ...
+
+
+def next_stop(step: int, total: int, cfg: Config) -> int:
+    """Return where the chunk starting at `step` ends: the next evaluation, checkpoint or end."""
+    stops = [total, (step // cfg.eval_every + 1) * cfg.eval_every]
+    if cfg.checkpoint_every:
+        stops.append((step // cfg.checkpoint_every + 1) * cfg.checkpoint_every)
+    return min(stops)
+
+
+def evaluator(cfg: Config, where: parallel.Placement) -> Callable:
+    """Return the jitted program counting every replica's right answers on validation and test."""
+    count = functools.partial(
+        count_correct,
+        make_model(cfg),
+        dropout_at_eval=cfg.dropout_at_eval,
+        batch_sharding=where.batch,
+    )
+    return jax.jit(per_replica(count), out_shardings=where.whole)
+
+
 def fit(
     cfg: Config,
     data: Dataset,
     on_eval: Callable[[dict], bool | None] | None = None,
     visible: Sequence[jax.Device] | None = None,
+    store: Store | None = None,
 ) -> FitResult:
     """Train `cfg.num_seeds` replicas of the configured MLP on `data`, evaluating as it goes.
 
     Training uses `cfg.devices` of the `visible` devices (default: the default platform's).
     `on_eval` sees each evaluation (with the seconds spent so far); returning True stops training.
+    With a `store`, training starts from its last state and saves its state after every chunk.
     """
     check_batch_fits(cfg, data.train_x.shape[0])
     where = parallel.placement(cfg, parallel.select_devices(cfg.devices, visible))
@@ -370,82 +440,80 @@ def fit(
         functools.partial(init_replica, model=model, tx=tx, ema=cfg.ema > 0), in_axes=(0, None)
     )
     replicas = jax.jit(init, out_shardings=where.replicas)(jnp.array(seeds), data)
+    progress = Progress(0, [None] * len(seeds), [[] for _ in seeds])
+    restored = store.restore(replicas) if store else None
+    if restored:
+        replicas, progress = jax.device_put(restored[0], where.replicas), restored[1]
+    first_step = progress.step
     chunk = chunk_program(cfg, model, tx, where)
     tic = time.perf_counter()
-    evaluator = (
-        jax.jit(
-            per_replica(
-                functools.partial(
-                    count_correct,
-                    model,
-                    dropout_at_eval=cfg.dropout_at_eval,
-                    batch_sharding=where.batch,
-                )
-            ),
-            out_shardings=where.whole,
-        )
-        .lower(replicas, data)
-        .compile()
-    )
+    evaluate = evaluator(cfg, where).lower(replicas, data).compile()
     compiled, compile_seconds = {}, time.perf_counter() - tic
-    train_seconds = eval_seconds = 0.0
-    diverged: list[int | None] = [None] * len(seeds)
-    history: list[dict] = []
-    start = 0
-    while start < total and not all(d is not None for d in diverged):
-        steps = jnp.arange(start, min(start + cfg.eval_every, total), dtype=jnp.int32)
+    while progress.step < total and None in progress.diverged_at_step:
+        steps = jnp.arange(progress.step, next_stop(progress.step, total, cfg), dtype=jnp.int32)
         if len(steps) not in compiled:
             tic = time.perf_counter()
             compiled[len(steps)] = chunk.lower(replicas, data, steps).compile()
             compile_seconds += time.perf_counter() - tic
         tic = time.perf_counter()
         replicas, losses = compiled[len(steps)](replicas, data, steps)
-        losses = np.asarray(losses)  # waits for the chunk: the only host sync per interval
+        losses = np.asarray(losses)  # waits for the chunk: the only host sync per chunk
         chunk_seconds = time.perf_counter() - tic
-        train_seconds += chunk_seconds
-        _first_nonfinite(losses, start, diverged)
-        start += len(steps)
-
-        tic = time.perf_counter()
-        val, test = evaluator(replicas, data)
-        val, test = (
-            fraction(np.asarray(val), len(data.val_y)),
-            fraction(np.asarray(test), len(data.test_y)),
-        )
-        eval_seconds += time.perf_counter() - tic
-        entry = {
-            "step": start,
-            "train_loss": losses.mean(axis=1).tolist(),
-            "val_accuracy": val.tolist(),
-            "test_accuracy": test.tolist(),
-        }
-        history.append(entry)
-        if on_eval and on_eval(
-            {
-                **entry,
-                "steps_per_sec": len(steps) / chunk_seconds,
-                "diverged_at_step": list(diverged),
-                "train_seconds": train_seconds,
-                "eval_seconds": eval_seconds,
+        progress.train_seconds += chunk_seconds
+        _first_nonfinite(losses, progress.step, progress.diverged_at_step)
+        progress.step += len(steps)
+        interval = np.concatenate([np.array(progress.interval_losses, np.float32), losses], 1)
+        progress.interval_losses = interval.tolist()
+        stop = False
+        if progress.step % cfg.eval_every == 0 or progress.step == total:
+            tic = time.perf_counter()
+            val, test = evaluate(replicas, data)
+            val = fraction(np.asarray(val), len(data.val_y))
+            test = fraction(np.asarray(test), len(data.test_y))
+            progress.eval_seconds += time.perf_counter() - tic
+            entry = {
+                "step": progress.step,
+                "train_loss": interval.mean(axis=1).tolist(),
+                "val_accuracy": val.tolist(),
+                "test_accuracy": test.tolist(),
             }
-        ):
+            progress.history.append(entry)
+            progress.interval_losses = [[] for _ in seeds]
+            stop = on_eval and on_eval(
+                {
+                    **entry,
+                    "steps_per_sec": len(steps) / chunk_seconds,
+                    "diverged_at_step": list(progress.diverged_at_step),
+                    "train_seconds": progress.train_seconds,
+                    "eval_seconds": progress.eval_seconds,
+                    "learning_rate": learning_rate(cfg, total, progress.step - 1),
+                }
+            )
+        if store:
+            store.save(replicas, progress)
+        if stop:
             break
 
-    last = history[-1]
+    last = progress.history[-1]
+    ensemble = None
+    if len(seeds) > 1:
+        ensemble = ensemble_accuracy(probabilities(cfg, replicas, data.test_x), data.test_y)
     return FitResult(
         replicas=replicas,
         seeds=seeds,
-        steps=start,
+        steps=progress.step,
+        trained_steps=progress.step - first_step,
         train_loss=np.array(last["train_loss"]),
         val_accuracy=np.array(last["val_accuracy"]),
         test_accuracy=np.array(last["test_accuracy"]),
-        diverged_at_step=diverged,
-        history=history,
+        ensemble_test_accuracy=ensemble,
+        diverged_at_step=progress.diverged_at_step,
+        history=progress.history,
         n_params=models.count_params(replicas.params["params"]) // len(seeds),
         device_count=len(where.devices),
         compile_seconds=compile_seconds,
-        train_seconds=train_seconds,
-        eval_seconds=eval_seconds,
+        train_seconds=progress.train_seconds,
+        eval_seconds=progress.eval_seconds,
     )
 
 

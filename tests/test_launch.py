@@ -3,6 +3,7 @@ listing, bad input."""
 
 import collections
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
     resumed = launch(*args[:5], "--jobs", "2", *args[5:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{ROWS - killed_at} row(s) to run" in resumed.stdout
+    assert f"({ROWS - killed_at}/{ROWS - killed_at}, elapsed " in resumed.stdout
     records = results.read(path)
     names = collections.Counter(r["name"] for r in records)
     assert names == {row.name: 1 for row in grids.get("seed_table")}
@@ -124,6 +126,9 @@ def test_list_prints_one_full_command_per_row(tmp_path):
         and f"--out={tmp_path}/results.jsonl" in c
         for c in commands
     )
+    for command, row in zip(commands, grids.get("seed_table"), strict=True):
+        args = shlex.split(command)
+        assert f"--name={row.name}" in args and f"--workdir={tmp_path}/work/{row.name}" in args
     one = launch("seed_table", "--out", str(tmp_path), "--list", "--row", "4")
     assert one.stdout.count("\n") == 1 and "--hidden=625,441 --act=relu6" in one.stdout
 

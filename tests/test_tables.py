@@ -174,6 +174,29 @@ def test_every_format_renders_the_same_rows():
     assert r"\begin{tabular}" in latex and r"t1\_01\_softmax" in latex and r"$\pm$" in latex
 
 
+def test_ensemble_column_shows_the_rows_ensemble_accuracy_in_every_format():
+    together = [
+        {**record("t1_01_softmax", seed, 0.90), "ensemble_test_accuracy": 0.93} for seed in (0, 1)
+    ]
+    older = [record("t1_02_900_relu", 0, 0.95)]  # recorded before the field existed
+    apart = [  # three processes: two ensembles, one single replica
+        {**record("t1_04_625_441_relu6", 0, 0.98), "ensemble_test_accuracy": 0.98},
+        {**record("t1_04_625_441_relu6", 1, 0.98), "ensemble_test_accuracy": 0.99},
+        {**record("t1_04_625_441_relu6", 2, 0.98), "ensemble_test_accuracy": None},
+    ]
+    lines = tables.build(together + older + apart, "seed_table")
+    assert [line["ensemble"] for line in lines] == [0.93, None, pytest.approx(0.985)]
+    column = tables.HEADERS.index("ensemble")
+    md = [row.split(" | ") for row in tables.to_markdown(lines, []).splitlines() if " | " in row]
+    assert [row[column] for row in md] == ["ensemble", "0.9300", "—", "0.9850"]
+    latex = [row.split(" & ") for row in tables.to_latex(lines, []).splitlines() if " & " in row]
+    assert [row[column] for row in latex] == ["ensemble", "0.9300", "--", "0.9850"]
+    rows = list(csv.DictReader(io.StringIO(tables.to_csv(lines, []))))
+    assert [r["ensemble"] for r in rows] == ["0.93", "", "0.985"]
+    rows = json.loads(tables.to_json(lines, []))["rows"]
+    assert [r["ensemble"] for r in rows] == [0.93, None, pytest.approx(0.985)]
+
+
 def test_figures_are_written(tmp_path):
     rng = np.random.default_rng(0)
     history = [

@@ -1,0 +1,213 @@
+"""The work folder: exact resume, refusals, damaged checkpoints, TensorBoard events, loading."""
+
+import dataclasses
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from tensorboardX.proto import event_pb2
+
+from mlp_jax import checkpoints, train
+from mlp_jax.config import Config
+from mlp_jax.errors import InputError
+from tests.conftest import REPO, assert_trees_close, needs_cpu
+
+TINY = Config(hidden=(8,), act="tanh", batch_size=10, steps=60, eval_every=10, num_seeds=2)
+
+
+def assert_same_replicas(a, b) -> None:
+    assert_trees_close(checkpoints.storable(a), checkpoints.storable(b), rtol=0, atol=0)
+
+
+def open_workdir(path, cfg=TINY) -> checkpoints.Workdir:
+    return checkpoints.Workdir(str(path), cfg, "test", {"jax": jax.__version__})
+
+
+def fit_into(path, data, cfg=TINY, stop_at=None) -> train.FitResult:
+    """Train `cfg` with the work folder `path`, stopping after step `stop_at` if given."""
+    workdir = open_workdir(path, cfg)
+    try:
+
+        def on_eval(entry):
+            workdir.log({**entry})
+            return stop_at is not None and entry["step"] >= stop_at
+
+        return train.fit(cfg, data, on_eval=on_eval, store=workdir)
+    finally:
+        workdir.close()
+
+
+@pytest.fixture
+def whole(tiny):
+    return train.fit(TINY, tiny)
+
+
+@needs_cpu
+@pytest.mark.parametrize("checkpoint_every", [0, 7])
+def test_an_interrupted_run_resumes_exactly(tmp_path, tiny, whole, checkpoint_every):
+    cfg = dataclasses.replace(TINY, checkpoint_every=checkpoint_every)
+    first = fit_into(tmp_path, tiny, cfg, stop_at=20)
+    assert first.steps == 20
+    resumed = fit_into(tmp_path, tiny, cfg)
+    assert resumed.steps == 60 and resumed.trained_steps == 40
+    assert_same_replicas(resumed.replicas, whole.replicas)
+    assert resumed.history == whole.history
+    assert resumed.ensemble_test_accuracy == whole.ensemble_test_accuracy
+
+
+def test_a_finished_run_trains_nothing_when_started_again(tmp_path, tiny):
+    fit_into(tmp_path, tiny)
+    again = fit_into(tmp_path, tiny)
+    assert again.trained_steps == 0 and again.steps == 60
+
+
+def test_other_settings_are_refused_naming_them(tmp_path, tiny):
+    fit_into(tmp_path, tiny, stop_at=10)
+    other = dataclasses.replace(TINY, lr=0.1, num_seeds=3, checkpoint_every=5, name="x")
+    with pytest.raises(InputError, match=r"other settings: --lr 0.5 \(here 0.1\), --num_seeds 2"):
+        open_workdir(tmp_path, other)
+    open_workdir(tmp_path, dataclasses.replace(TINY, checkpoint_every=5, name="x")).close()
+
+
+def test_one_process_at_a_time(tmp_path):
+    first = open_workdir(tmp_path)
+    with pytest.raises(InputError, match="is in use by another process"):
+        open_workdir(tmp_path)
+    first.close()
+    open_workdir(tmp_path).close()
+
+
+def damage(step_folder) -> None:
+    for root, _, files in os.walk(step_folder):
+        for name in files:
+            if "ocdbt" in root or name.startswith("manifest"):
+                with open(os.path.join(root, name), "wb") as f:
+                    f.write(b"damaged")
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, tiny):
+    fit_into(tmp_path, tiny, stop_at=30)
+    damage(tmp_path / "checkpoints" / "30")
+    with pytest.warns(UserWarning, match="checkpoint 30 cannot be read"):
+        saved = checkpoints.load(str(tmp_path))
+    assert saved.progress.step == 20
+    for step in (10, 20):
+        damage(tmp_path / "checkpoints" / str(step))
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="no usable checkpoint"):
+        checkpoints.load(str(tmp_path))
+
+
+def test_a_folder_without_a_run_is_refused(tmp_path):
+    with pytest.raises(InputError, match="holds no run"):
+        checkpoints.load(str(tmp_path))
+    with pytest.raises(InputError, match="unknown --checkpoint 'first'"):
+        checkpoints.load(str(tmp_path), "first")
+
+
+def test_keeps_the_latest_and_the_best(tmp_path, tiny):
+    cfg = dataclasses.replace(TINY, keep_checkpoints=2)
+    fit_into(tmp_path, tiny, cfg)
+    kept = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+    history = checkpoints.load(str(tmp_path)).progress.history
+    means = {h["step"]: np.mean(h["val_accuracy"]) for h in history}
+    best = max(means, key=lambda s: (means[s], -s))
+    assert kept == sorted({50, 60, best})
+    assert checkpoints.load(str(tmp_path), "best").progress.step == best
+
+
+def test_load_gives_the_trained_replicas(tmp_path, tiny):
+    fit = fit_into(tmp_path, tiny)
+    saved = checkpoints.load(str(tmp_path))
+    assert saved.cfg == TINY and saved.seeds == [0, 1]
+    assert_same_replicas(saved.replicas, fit.replicas)
+    settings = json.loads((tmp_path / "config.json").read_text())
+    assert settings["train_images"] == 40 and settings["command"] == "test"
+
+
+def read_events(folder) -> dict[str, list[tuple[int, float]]]:
+    """Read TensorBoard scalars from the event files in `folder` (TFRecord framing)."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for name in sorted(os.listdir(folder)):
+        raw = (folder / name).read_bytes()
+        while raw:
+            (length,) = struct.unpack("<Q", raw[:8])
+            event = event_pb2.Event.FromString(raw[12 : 12 + length])
+            raw = raw[16 + length :]
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def test_tensorboard_scalars_per_replica(tmp_path, tiny):
+    fit = fit_into(tmp_path, tiny)
+    for r, seed in enumerate(fit.seeds):
+        scalars = read_events(tmp_path / "tensorboard" / f"seed_{seed}")
+        assert set(scalars) >= {
+            "train_loss",
+            "val_accuracy",
+            "test_accuracy",
+            "learning_rate",
+            "steps_per_sec",
+        }
+        assert [s for s, _ in scalars["val_accuracy"]] == [h["step"] for h in fit.history]
+        np.testing.assert_allclose(
+            [v for _, v in scalars["test_accuracy"]],
+            [h["test_accuracy"][r] for h in fit.history],
+            rtol=1e-6,
+        )
+        assert {v for _, v in scalars["learning_rate"]} == {0.5}
+
+
+@pytest.mark.slow
+@needs_cpu
+def test_a_killed_main_job_resumes_bit_identically(tmp_path, mnist_dir):
+    """SIGKILL after the second checkpoint, start again: the same parameters and record as a run
+    never interrupted."""
+    args = [
+        sys.executable,
+        "-m",
+        "experiments.mlp",
+        "--hidden=64",
+        "--steps=4000",
+        "--eval_every=200",
+        "--checkpoint_every=100",
+        "--num_seeds=2",
+        *([f"--data_dir={mnist_dir}"] if mnist_dir else []),
+    ]
+
+    def run(name, kill=False):
+        command = [*args, f"--workdir={tmp_path / name}", f"--out={tmp_path / name}.jsonl"]
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        folder = tmp_path / name / "checkpoints"
+        while kill and proc.poll() is None:
+            if folder.exists() and len([s for s in os.listdir(folder) if s.isdigit()]) >= 2:
+                proc.send_signal(signal.SIGKILL)
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=300)
+        return proc.returncode, out.decode() + err.decode()
+
+    code, output = run("killed", kill=True)
+    assert code == -signal.SIGKILL, output
+    assert not (tmp_path / "killed.jsonl").exists() or not (tmp_path / "killed.jsonl").read_text()
+    code, output = run("killed")
+    assert code == 0, output
+    code, output = run("whole")
+    assert code == 0, output
+    killed, whole = (checkpoints.load(str(tmp_path / n)) for n in ("killed", "whole"))
+    assert_same_replicas(killed.replicas, whole.replicas)
+    timings = {"compile_seconds", "train_seconds", "eval_seconds", "steps_per_sec", "time"}
+    records = [
+        [
+            {k: v for k, v in json.loads(line).items() if k not in timings}
+            for line in (tmp_path / f"{n}.jsonl").read_text().splitlines()
+        ]
+        for n in ("killed", "whole")
+    ]
+    assert len(records[0]) == 2 and records[0] == records[1]
