@@ -6,6 +6,9 @@ tested on the whole test set under Gaussian noise (sigma 0 to 0.5), salt-and-pep
 random shifts, the same corrupted images for every model.
 
     python -m experiments.noise --out_dir=results/robustness RECIPE_FLAGS
+
+With --workdir=DIR each variant trains in its own work folder DIR/NAME, so a second run finds
+the finished variants there and trains only the missing ones.
 """
 
 import dataclasses
@@ -24,6 +27,7 @@ flags.DEFINE_list(
     "NAME=AUGMENTATIONS pairs, separated by commas within each by '+'.",
 )
 cli.define_config_flags()
+cli.define_workdir_flag()
 FLAGS = flags.FLAGS
 
 
@@ -37,12 +41,19 @@ def main(argv: list[str]) -> None:
     for variant in FLAGS.variants:
         name, _, kinds = variant.partition("=")
         cfg = dataclasses.replace(base, name=f"robust_{name}", augment=kinds.replace("+", ","))
-        fit = train.fit(cfg, dataset)
-        accuracies = robustness.corrupted_accuracies(cfg, fit, dataset)
+        folder = os.path.join(FLAGS.workdir, name) if FLAGS.workdir else None
+        workdir = cli.open_workdir(folder, cfg)
+        fit = train.fit(cfg, dataset, store=workdir)
+        accuracies = robustness.corrupted_accuracies(cfg, fit.replicas, dataset)
         variant_records = results.run_records(cfg, fit, cfg.dataset)
         for r, record in enumerate(variant_records):
             record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
-        results.append(variant_records, records_path)
+        if workdir is None or workdir.record(variant_records):
+            results.append(variant_records, records_path)
+        else:
+            print(f"{folder} holds this finished variant already: nothing trained or recorded")
+        if workdir:
+            workdir.close()
         records += variant_records
         rows.append(
             {

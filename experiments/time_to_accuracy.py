@@ -18,6 +18,7 @@ from mlp_jax import data, results, train
 flags.DEFINE_float("target", 0.99, "Test accuracy to reach.")
 flags.DEFINE_string("out", "runs/time_to_accuracy.jsonl", "JSON-lines file for the records.")
 cli.define_config_flags()
+cli.define_workdir_flag()
 FLAGS = flags.FLAGS
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str]) -> None:
     cfg = cli.config_from_flags()
     results.check_appendable(FLAGS.out)
     print("config:", cfg.describe())
+    workdir = cli.open_workdir(FLAGS.workdir, cfg)
     dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
     reached: dict[int, dict] = {}
 
@@ -43,9 +45,11 @@ def main(argv: list[str]) -> None:
             + " ".join(f"{a:.4f}" for a in entry["test_accuracy"]),
             flush=True,
         )
+        if workdir:
+            workdir.log(entry)
         return len(reached) == cfg.num_seeds
 
-    fit = train.fit(cfg, dataset, on_eval=watch)
+    fit = train.fit(cfg, dataset, on_eval=watch, store=workdir)
     records = results.run_records(cfg, fit, cfg.dataset)
     for r, record in enumerate(records):
         hit = reached.get(r)
@@ -64,7 +68,10 @@ def main(argv: list[str]) -> None:
                 else f"never reached {FLAGS.target} in {fit.steps} steps"
             )
         )
-    results.append(records, FLAGS.out)
+    if workdir is None or workdir.record(records):
+        results.append(records, FLAGS.out)
+    if workdir:
+        workdir.close()
     print(
         json.dumps(
             {

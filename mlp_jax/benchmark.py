@@ -6,13 +6,14 @@ import dataclasses
 import functools
 import itertools
 import statistics
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlp_jax import activations, train
+from mlp_jax import activations, checkpoints, train
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
 
@@ -434,6 +435,28 @@ def run(bench: BenchConfig, data: Dataset) -> dict:
                         report["recipe"]["steps_per_sec"] / cpu["recipe"]["steps_per_sec"]
                     )
     return {"platforms": platforms, "speedup_over_cpu": speedup}
+
+
+def checkpoint_cost(cfg: Config, data: Dataset, repeats: int) -> dict:
+    """Time whole `fit` runs of `cfg` without and with a work folder (checkpoints and TensorBoard
+    events at each evaluation), alternating which goes first; steps/s exclude compilation."""
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    for r in range(repeats):
+        for kind in ("without", "with") if r % 2 == 0 else ("with", "without"):
+            with tempfile.TemporaryDirectory() as folder:
+                workdir = checkpoints.Workdir(folder, cfg, "bench", {}) if kind == "with" else None
+                tic = time.perf_counter()
+                fit = train.fit(cfg, data, on_eval=workdir and workdir.log, store=workdir)
+                seconds = time.perf_counter() - tic - fit.compile_seconds
+                if workdir:
+                    workdir.close()
+            rates[kind].append(fit.steps / seconds)
+    median = {kind: statistics.median(values) for kind, values in rates.items()}
+    return {
+        "steps_per_sec": median,
+        "all_steps_per_sec": rates,
+        "cost": 1 - median["with"] / median["without"],
+    }
 
 
 # --- The report as Markdown ---

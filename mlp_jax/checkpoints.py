@@ -164,7 +164,7 @@ def _metric(metrics: dict) -> float:
     return metrics["val_accuracy"]
 
 
-def manager(path: str, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
+def manager(path: str, keep: int = 3) -> ocp.CheckpointManager:
     """Return the Orbax manager of `path`/checkpoints: the latest `keep` and the best kept."""
     policy = preservation_policy.AnyPreservationPolicy(
         [
@@ -176,8 +176,6 @@ def manager(path: str, keep: int = 3, read_only: bool = False) -> ocp.Checkpoint
         preservation_policy=policy,
         best_fn=_metric,
         enable_async_checkpointing=False,
-        read_only=read_only,
-        create=not read_only,
     )
     return ocp.CheckpointManager(
         os.path.abspath(os.path.join(path, "checkpoints")), options=options
@@ -242,7 +240,7 @@ def load(path: str, which: str = "latest") -> Saved:
         raise InputError(f"unknown --checkpoint {which!r}; accepted: {', '.join(WHICH)}")
     settings = read_config(path)
     cfg = Config(**{**settings["config"], "hidden": tuple(settings["config"]["hidden"])})
-    mgr = manager(path, read_only=True)
+    mgr = manager(path)  # read-only mode would log two warnings; loading saves nothing
     try:
         restored = restore(mgr, abstract_replicas(cfg, settings["train_images"]), path, which)
     finally:

@@ -35,7 +35,9 @@ def ink_levels(grey: np.ndarray) -> np.ndarray:
     ink = paper - grey if paper - grey.min() > grey.max() - paper else grey - paper
     contrast = ink.max()
     if contrast < MIN_CONTRAST:
-        raise InputError(f"blank image: no digit stands out from the background ({contrast:.2f})")
+        raise InputError(
+            f"blank image: no digit stands out from the background (contrast {contrast:.2f})"
+        )
     return np.clip(ink / contrast, 0.0, 1.0).astype(np.float32)
 
 

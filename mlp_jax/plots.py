@@ -100,6 +100,22 @@ def run_figures(
     ]
 
 
+def first_layer_weights(kernel: np.ndarray, path: str, count: int = 64) -> str:
+    """Draw the incoming weights of the first `count` units of a (784, units) kernel as 28x28
+    images, on one diverging colour scale centred at 0."""
+    shown = np.asarray(kernel)[:, :count].T.reshape(-1, 28, 28)
+    limit = float(np.abs(shown).max()) or 1.0
+    side = int(np.ceil(np.sqrt(len(shown))))
+    fig, axes = plt.subplots(side, side, figsize=(1.1 * side + 1.5, 1.1 * side), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, weights in zip(axes.flat, shown, strict=False):  # the grid may have spare panels
+        image = ax.imshow(weights, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="weight")
+    fig.suptitle(f"input weights of {len(shown)} of {kernel.shape[1]} first-layer units")
+    return _save(fig, path)
+
+
 def table_chart(rows: list[dict], path: str, title: str = "") -> str:
     """Bar chart per row: our mean with ± std error bars beside the published value."""
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4.5))

@@ -34,7 +34,7 @@ def corruptions() -> dict[str, augment.Augment]:
 
 
 def corrupted_accuracies(
-    cfg: Config, fit: train.FitResult, data: Dataset, seed: int = 0
+    cfg: Config, replicas: train.Replica, data: Dataset, seed: int = 0
 ) -> dict[str, list[float]]:
     """Return, per corruption, every replica's accuracy on the whole corrupted test set."""
     model = train.make_model(cfg)
@@ -44,7 +44,7 @@ def corrupted_accuracies(
         def one(rep):
             return jnp.sum(train.predict(model, train.eval_params(rep), corrupted_x) == data.test_y)
 
-        return jax.vmap(one)(fit.replicas)
+        return jax.vmap(one)(replicas)
 
     key = jax.random.key(seed)  # the same corrupted images for every model
     return {

@@ -298,7 +298,8 @@ def probabilities(cfg: Config, replicas: Replica, x: jax.Array) -> jax.Array:
 
 def ensemble_accuracy(probs: jax.Array, labels: jax.Array) -> float:
     """Return the accuracy of the replicas' averaged softmax (a committee of networks)."""
-    return float(jnp.mean(jnp.argmax(probs.mean(axis=0), axis=-1) == labels))
+    correct = int(jnp.sum(jnp.argmax(probs.mean(axis=0), axis=-1) == labels))
+    return correct / len(labels)  # exact, as `fraction` is
 
 
 def fraction(correct: np.ndarray, total: int) -> np.ndarray:

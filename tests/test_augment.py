@@ -145,7 +145,7 @@ def test_evaluation_uses_the_moving_average(tiny):
 
 def test_corrupted_accuracies_cover_every_corruption(tiny):
     result = train.fit(TINY, tiny)
-    accuracies = robustness.corrupted_accuracies(TINY, result, tiny)
+    accuracies = robustness.corrupted_accuracies(TINY, result.replicas, tiny)
     assert list(accuracies) == list(robustness.corruptions())
     assert "noise 0.5" in accuracies and "shift 3px" in accuracies
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in accuracies.values())

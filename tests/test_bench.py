@@ -80,3 +80,11 @@ def test_report_covers_every_measurement(tiny, tmp_path):
     image = matplotlib.image.imread(path)  # three panels, 15 x 4 inches at 110 dpi
     assert path == str(tmp_path / "sweep.png") and image.shape[2] in (3, 4)
     assert image.shape[0] > 300 and image.shape[1] > 3 * image.shape[0] and image.std() > 0
+
+
+def test_checkpoint_cost_times_runs_with_and_without_a_work_folder(tiny):
+    cfg = Config(hidden=(8,), batch_size=10, steps=20, eval_every=10)
+    report = benchmark.checkpoint_cost(cfg, tiny, repeats=2)
+    assert all(len(v) == 2 and min(v) > 0 for v in report["all_steps_per_sec"].values())
+    median = report["steps_per_sec"]
+    assert report["cost"] == pytest.approx(1 - median["with"] / median["without"])

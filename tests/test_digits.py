@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw, ImageOps
 import pytest
 from scipy import ndimage
 
-from mlp_jax import digits, train
+from mlp_jax import checkpoints, digits, train
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
 from tests.conftest import run_module, run_ok
@@ -142,8 +142,14 @@ def test_predict_classifies_images_and_names_the_ones_it_cannot_read(mnist, tmp_
     ]
     lines = proc.stdout.splitlines()
     assert [line.split(": ")[0] for line in lines] == images
-    for line in lines:
+    saved = checkpoints.load(str(workdir))
+    x = np.stack([digits.load_image(p) for p in images])
+    ensemble = np.asarray(train.probabilities(saved.cfg, saved.replicas, x)).mean(axis=0)
+    for line, expected in zip(lines, ensemble, strict=True):
         top = re.findall(r"(\d) \((\d\.\d{3})\)", line.split(": ")[1])
         probs = [float(p) for _, p in top]
         assert len(top) == 3 and len({c for c, _ in top}) == 3
         assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0015
+        assert [(int(c), p) for c, p in top] == [
+            (c, f"{p:.3f}") for c, p in digits.top_classes(expected)
+        ]

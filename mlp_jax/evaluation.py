@@ -1,0 +1,19 @@
+"""Measuring saved replicas as training measured them: the same programs, layout and splits."""
+
+import jax
+import numpy as np
+
+from mlp_jax import parallel, train
+from mlp_jax.config import Config
+from mlp_jax.data import Dataset
+
+
+def measure(
+    cfg: Config, replicas: train.Replica, data: Dataset
+) -> tuple[np.ndarray, np.ndarray, jax.Array]:
+    """Return every replica's right answers on validation and on test, and its test-class
+    probabilities, computed by `train.fit`'s programs on its layout of replicas and data."""
+    where = parallel.placement(cfg, parallel.select_devices(cfg.devices))
+    replicas, data = jax.device_put(replicas, where.replicas), jax.device_put(data, where.whole)
+    val, test = train.evaluator(cfg, where)(replicas, data)
+    return np.asarray(val), np.asarray(test), train.probabilities(cfg, replicas, data.test_x)
