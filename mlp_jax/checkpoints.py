@@ -1,7 +1,8 @@
 """The work folder of a run: its settings, Orbax checkpoints of every replica's whole training
 state, TensorBoard event files and records, written by one process at a time.
 
-    DIR/config.json       every setting, the command line and the library versions
+    DIR/config.json       every setting, the training split's size, the command line and the
+                          library versions
     DIR/checkpoints/N/    the state after step N: replicas (parameters, optimiser state, weight
                           average, epoch order, keys) and progress (step, history, divergence)
     DIR/tensorboard/seed_S/   one event stream per replica
@@ -265,10 +266,8 @@ def abstract_replicas(cfg: Config, num_train: int) -> train.Replica:
         images,
         labels,
     )
-    tx = train.make_optimizer(cfg, cfg.total_steps(num_train))
-    init = functools.partial(
-        train.init_replica, data=data, model=train.make_model(cfg), tx=tx, ema=cfg.ema > 0
+    shapes = jax.eval_shape(
+        functools.partial(train.init_replicas, cfg), jnp.arange(cfg.num_seeds), data
     )
-    shapes = jax.eval_shape(jax.vmap(init), jnp.arange(cfg.num_seeds))
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes)

@@ -121,6 +121,13 @@ def init_replica(
     )
 
 
+def init_replicas(cfg: Config, seeds: jax.Array, data: Dataset) -> Replica:
+    """Return fresh replicas of `cfg`'s run for the integer `seeds`, stacked."""
+    tx = make_optimizer(cfg, cfg.total_steps(data.train_x.shape[0]))
+    init = functools.partial(init_replica, model=make_model(cfg), tx=tx, ema=cfg.ema > 0)
+    return jax.vmap(init, in_axes=(0, None))(seeds, data)
+
+
 def chunk_orders(
     rep: Replica, first_step: jax.Array, count: int, num_train: int, per_epoch: int
 ) -> tuple[jax.Array, jax.Array]:
@@ -437,10 +444,8 @@ def fit(
     total = cfg.total_steps(data.train_x.shape[0])
     tx = make_optimizer(cfg, total)
     seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
-    init = jax.vmap(
-        functools.partial(init_replica, model=model, tx=tx, ema=cfg.ema > 0), in_axes=(0, None)
-    )
-    replicas = jax.jit(init, out_shardings=where.replicas)(jnp.array(seeds), data)
+    init = jax.jit(functools.partial(init_replicas, cfg), out_shardings=where.replicas)
+    replicas = init(jnp.array(seeds), data)
     progress = Progress(0, [None] * len(seeds), [[] for _ in seeds])
     restored = store.restore(replicas) if store else None
     if restored:

@@ -44,8 +44,8 @@ for name, cfg in [("one", dataclasses.replace(base, devices=1)), ("batch", base)
 cfg = base
 where = parallel.placement(cfg, jax.devices())
 model, tx = train.make_model(cfg), train.make_optimizer(cfg, 50)
-init = jax.vmap(functools.partial(train.init_replica, model=model, tx=tx), in_axes=(0, None))
-replicas = jax.jit(init, out_shardings=where.replicas)(jnp.arange(4), dataset)
+init = jax.jit(functools.partial(train.init_replicas, cfg), out_shardings=where.replicas)
+replicas = init(jnp.arange(4), dataset)
 report["hlo"] = train.chunk_program(cfg, model, tx, where).lower(
     replicas, jax.device_put(dataset, where.whole), jnp.arange(25)).compile().as_text()
 for name, bad in [("seeds_3", dataclasses.replace(base, num_seeds=3, parallel="seeds")),
