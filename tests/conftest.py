@@ -63,7 +63,7 @@ def mnist(mnist_dir) -> data.Dataset:
     return data.load("mnist", mnist_dir, 5000)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny() -> data.Dataset:
     """40 training, 10 validation and 20 test 'images' of 784 random pixels, 10 classes."""
     rng = np.random.default_rng(0)

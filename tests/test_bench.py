@@ -82,6 +82,7 @@ def test_report_covers_every_measurement(tiny, tmp_path):
     assert image.shape[0] > 300 and image.shape[1] > 3 * image.shape[0] and image.std() > 0
 
 
+@pytest.mark.slow  # six whole training runs
 def test_checkpoint_cost_times_runs_with_and_without_a_work_folder(tiny):
     cfg = Config(hidden=(8,), batch_size=10, steps=20, eval_every=10)
     report = benchmark.checkpoint_cost(cfg, tiny, repeats=2)

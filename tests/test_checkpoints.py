@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import pathlib
+import shutil
 import signal
 import struct
 import subprocess
@@ -19,7 +21,9 @@ from mlp_jax.config import Config
 from mlp_jax.errors import InputError
 from tests.conftest import REPO, assert_trees_close, needs_cpu
 
-TINY = Config(hidden=(8,), act="tanh", batch_size=10, steps=60, eval_every=10, num_seeds=2)
+TINY = Config(
+    hidden=(8,), act="tanh", batch_size=10, steps=60, eval_every=10, num_seeds=2, keep_checkpoints=2
+)
 
 
 def assert_same_replicas(a, b) -> None:
@@ -44,36 +48,45 @@ def fit_into(path, data, cfg=TINY, stop_at=None) -> train.FitResult:
         workdir.close()
 
 
-@pytest.fixture
-def whole(tiny):
-    return train.fit(TINY, tiny)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny) -> tuple[str, train.FitResult]:
+    """A work folder holding TINY trained to the end (left unchanged: tests copy it)."""
+    folder = tmp_path_factory.mktemp("trained")
+    return str(folder), fit_into(folder, tiny)
+
+
+def copy_of(trained, tmp_path) -> str:
+    shutil.copytree(trained[0], tmp_path / "w")
+    return str(tmp_path / "w")
 
 
 @needs_cpu
-@pytest.mark.parametrize("checkpoint_every", [0, 7])
-def test_an_interrupted_run_resumes_exactly(tmp_path, tiny, whole, checkpoint_every):
+@pytest.mark.parametrize("checkpoint_every, resume_from", [(0, 20), (5, 15)])
+def test_an_interrupted_run_resumes_exactly(tmp_path, tiny, trained, checkpoint_every, resume_from):
+    """Stopped at step 20 and resumed from there, or from 15, inside an evaluation interval."""
     cfg = dataclasses.replace(TINY, checkpoint_every=checkpoint_every)
-    first = fit_into(tmp_path, tiny, cfg, stop_at=20)
-    assert first.steps == 20
+    assert fit_into(tmp_path, tiny, cfg, stop_at=20).steps == 20
+    for step in os.listdir(tmp_path / "checkpoints"):
+        if step.isdigit() and int(step) > resume_from:
+            shutil.rmtree(tmp_path / "checkpoints" / step)
     resumed = fit_into(tmp_path, tiny, cfg)
-    assert resumed.steps == 60 and resumed.trained_steps == 40
+    whole = trained[1]
+    assert resumed.steps == 60 and resumed.trained_steps == 60 - resume_from
     assert_same_replicas(resumed.replicas, whole.replicas)
     assert resumed.history == whole.history
     assert resumed.ensemble_test_accuracy == whole.ensemble_test_accuracy
 
 
-def test_a_finished_run_trains_nothing_when_started_again(tmp_path, tiny):
-    fit_into(tmp_path, tiny)
-    again = fit_into(tmp_path, tiny)
+def test_a_finished_run_trains_nothing_when_started_again(tmp_path, tiny, trained):
+    again = fit_into(copy_of(trained, tmp_path), tiny)
     assert again.trained_steps == 0 and again.steps == 60
 
 
-def test_other_settings_are_refused_naming_them(tmp_path, tiny):
-    fit_into(tmp_path, tiny, stop_at=10)
+def test_other_settings_are_refused_naming_them(trained):
     other = dataclasses.replace(TINY, lr=0.1, num_seeds=3, checkpoint_every=5, name="x")
     with pytest.raises(InputError, match=r"other settings: --lr 0.5 \(here 0.1\), --num_seeds 2"):
-        open_workdir(tmp_path, other)
-    open_workdir(tmp_path, dataclasses.replace(TINY, checkpoint_every=5, name="x")).close()
+        open_workdir(trained[0], other)
+    open_workdir(trained[0], dataclasses.replace(TINY, checkpoint_every=5, name="x")).close()
 
 
 def test_one_process_at_a_time(tmp_path):
@@ -92,16 +105,16 @@ def damage(step_folder) -> None:
                     f.write(b"damaged")
 
 
-def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, tiny):
-    fit_into(tmp_path, tiny, stop_at=30)
-    damage(tmp_path / "checkpoints" / "30")
-    with pytest.warns(UserWarning, match="checkpoint 30 cannot be read"):
-        saved = checkpoints.load(str(tmp_path))
-    assert saved.progress.step == 20
-    for step in (10, 20):
-        damage(tmp_path / "checkpoints" / str(step))
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, trained):
+    folder = copy_of(trained, tmp_path)
+    damage(os.path.join(folder, "checkpoints", "60"))
+    with pytest.warns(UserWarning, match="checkpoint 60 cannot be read"):
+        saved = checkpoints.load(folder)
+    assert saved.progress.step == 50
+    for step in os.listdir(os.path.join(folder, "checkpoints")):
+        damage(os.path.join(folder, "checkpoints", step))
     with pytest.warns(UserWarning), pytest.raises(InputError, match="no usable checkpoint"):
-        checkpoints.load(str(tmp_path))
+        checkpoints.load(folder)
 
 
 def test_a_folder_without_a_run_is_refused(tmp_path):
@@ -111,23 +124,22 @@ def test_a_folder_without_a_run_is_refused(tmp_path):
         checkpoints.load(str(tmp_path), "first")
 
 
-def test_keeps_the_latest_and_the_best(tmp_path, tiny):
-    cfg = dataclasses.replace(TINY, keep_checkpoints=2)
-    fit_into(tmp_path, tiny, cfg)
-    kept = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
-    history = checkpoints.load(str(tmp_path)).progress.history
-    means = {h["step"]: np.mean(h["val_accuracy"]) for h in history}
+def test_keeps_the_latest_and_the_best(trained):
+    kept = sorted(
+        int(s) for s in os.listdir(os.path.join(trained[0], "checkpoints")) if s.isdigit()
+    )
+    means = {h["step"]: np.mean(h["val_accuracy"]) for h in trained[1].history}
     best = max(means, key=lambda s: (means[s], -s))
     assert kept == sorted({50, 60, best})
-    assert checkpoints.load(str(tmp_path), "best").progress.step == best
+    assert checkpoints.load(trained[0], "best").progress.step == best
 
 
-def test_load_gives_the_trained_replicas(tmp_path, tiny):
-    fit = fit_into(tmp_path, tiny)
-    saved = checkpoints.load(str(tmp_path))
+def test_load_gives_the_trained_replicas(trained):
+    folder, fit = trained
+    saved = checkpoints.load(folder)
     assert saved.cfg == TINY and saved.seeds == [0, 1]
     assert_same_replicas(saved.replicas, fit.replicas)
-    settings = json.loads((tmp_path / "config.json").read_text())
+    settings = json.loads(pathlib.Path(folder, "config.json").read_text())
     assert settings["train_images"] == 40 and settings["command"] == "test"
 
 
@@ -145,10 +157,10 @@ def read_events(folder) -> dict[str, list[tuple[int, float]]]:
     return scalars
 
 
-def test_tensorboard_scalars_per_replica(tmp_path, tiny):
-    fit = fit_into(tmp_path, tiny)
+def test_tensorboard_scalars_per_replica(trained):
+    folder, fit = trained
     for r, seed in enumerate(fit.seeds):
-        scalars = read_events(tmp_path / "tensorboard" / f"seed_{seed}")
+        scalars = read_events(pathlib.Path(folder, "tensorboard", f"seed_{seed}"))
         assert set(scalars) >= {
             "train_loss",
             "val_accuracy",

@@ -1,8 +1,6 @@
-"""Evaluating a saved model (experiments.evaluate), first-layer weight figures, and
-experiments.noise reusing the models saved in its work folders."""
+"""Evaluating a saved model (experiments.evaluate) and first-layer weight figures."""
 
 import json
-import os
 import re
 
 import matplotlib.image
@@ -90,42 +88,3 @@ def test_evaluate_without_a_run_is_one_error_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: --workdir {str(tmp_path)!r} holds no run (config.json is missing)"
     ]
-
-
-def checkpoint_files(workdir: str) -> dict[str, float]:
-    """Return every file under the work folders' checkpoints with its modification time."""
-    return {
-        os.path.join(top, name): os.path.getmtime(os.path.join(top, name))
-        for top, _, names in os.walk(workdir)
-        if f"{os.sep}checkpoints" in top
-        for name in names
-    }
-
-
-@pytest.mark.slow
-def test_noise_reuses_the_models_of_its_workdir(tmp_path):
-    args = (
-        "--hidden=32",
-        "--steps=100",
-        "--eval_every=100",
-        "--variants=clean=,noisy=noise",
-        f"--workdir={tmp_path / 'w'}",
-        f"--out_dir={tmp_path / 'out'}",
-    )
-    first = run_ok("experiments.noise", *args)
-    saved, table = (
-        checkpoint_files(str(tmp_path / "w")),
-        (tmp_path / "out" / "table.md").read_text(),
-    )
-    assert "nothing trained" not in first.stdout
-    assert {os.path.relpath(p, tmp_path / "w").split(os.sep)[0] for p in saved} == {
-        "clean",
-        "noisy",
-    }
-    second = run_ok("experiments.noise", *args)
-    assert second.stdout.count("holds this finished variant already: nothing trained") == 2
-    assert checkpoint_files(str(tmp_path / "w")) == saved
-    again = (tmp_path / "out" / "table.md").read_text()
-    assert again[again.index("| model") :] == table[table.index("| model") :]
-    records = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
-    assert len(records) == 2  # one seed per variant, recorded once

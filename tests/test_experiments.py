@@ -30,28 +30,54 @@ def test_time_to_accuracy_stops_at_the_target(tmp_path):
     assert "reached 0.9 at step" in proc.stdout
 
 
-def test_noise_table_compares_clean_and_noise_trained(tmp_path):
-    run_ok(
-        "experiments.noise",
+def checkpoint_files(workdir) -> dict[str, float]:
+    """Return every file under the work folders' checkpoints with its modification time."""
+    return {
+        os.path.join(top, name): os.path.getmtime(os.path.join(top, name))
+        for top, _, names in os.walk(workdir)
+        if f"{os.sep}checkpoints" in top
+        for name in names
+    }
+
+
+def test_noise_table_compares_clean_and_noise_trained_and_reuses_its_models(tmp_path):
+    args = (
         "--hidden=32",
         "--steps=100",
         "--eval_every=100",
         "--variants=clean=,noisy=noise",
-        f"--out_dir={tmp_path}",
+        f"--workdir={tmp_path / 'w'}",
+        f"--out_dir={tmp_path / 'out'}",
     )
-    text = (tmp_path / "table.md").read_text()
+    first = run_ok("experiments.noise", *args)
+    assert "nothing trained" not in first.stdout
+    text = (tmp_path / "out" / "table.md").read_text()
     assert text.startswith("Command: `python -m experiments.noise")
     table = text[text.index("| model") :].splitlines()
     assert table[0].startswith("| model | trained with | noise 0 | noise 0.1 |")
     assert [line.split("|")[1].strip() for line in table[2:]] == ["clean", "noisy"]
-    assert os.path.getsize(tmp_path / "robustness.png") > 0
-    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert os.path.getsize(tmp_path / "out" / "robustness.png") > 0
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
     assert [r["config"]["augment"] for r in records] == ["", "noise"]
     assert set(records[0]["corrupted_test_accuracy"]) >= {
         "noise 0.5",
         "salt&pepper 0.1",
         "shift 2px",
     }
+    saved = checkpoint_files(tmp_path / "w")
+    assert {os.path.relpath(p, tmp_path / "w").split(os.sep)[0] for p in saved} == {
+        "clean",
+        "noisy",
+    }
+
+    # Again with the same work folder: each variant's saved model is reused, nothing trained.
+    second = run_ok("experiments.noise", *args)
+    assert second.stdout.count("holds this finished variant already: nothing trained") == 2
+    assert checkpoint_files(tmp_path / "w") == saved
+    again = (tmp_path / "out" / "table.md").read_text()
+    assert again[again.index("| model") :] == text[text.index("| model") :]
+    assert (tmp_path / "out" / "results.jsonl").read_text().splitlines() == lines
 
 
 def test_augment_demo_writes_its_figure(tmp_path):
