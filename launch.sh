@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Run every row of a named grid with N seeds (one process per row), then export its table.
-#   ./launch.sh GRID [--seeds N] [--jobs J] [--out DIR] [--list] [--row K] [-- flags for every run]
-# Grids: see mlp_jax/grids.py. Rows already recorded in DIR/results.jsonl (default runs/GRID) are
+# Run every row of a grid or cell of a study with N seeds (one process per row), then export its
+# table (a study's as a pivot of its first two axes, with confidence intervals and a heatmap).
+#   ./launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...] [--seeds N] [--jobs J] [--out DIR] [--list] [--row K] [-- flags for every run]
+# Named grids and studies: see mlp_jax/grids.py. `study NAME --axis FLAG=V1,V2 --axis ...` runs
+# the product of the axes, each a flag of experiments.mlp ('/' inside a value stands for ',',
+# as in --axis hidden=256/256,512). Rows already recorded in DIR/results.jsonl (default runs/GRID) are
 # skipped, so a second launch trains nothing and an interrupted one resumes; a launch into a DIR
 # that another is writing waits for it to finish, then runs what is left. --list prints one
 # command per row for any scheduler; --row K runs row K (number or name) only. On a host with
@@ -11,17 +14,22 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 command_line="./launch.sh $*"
-usage() { sed -n '3p' "$0" | sed 's/^#  //' >&2; exit 2; }
+usage() { sed -n '4p' "$0" | sed 's/^#  //' >&2; exit 2; }
 [ $# -ge 1 ] && [[ $1 != -* ]] || usage
 grid=$1; shift
-seeds=1 jobs=1 out="" row="" list=0
+if [ "$grid" = study ]; then
+  [ $# -ge 1 ] && [[ $1 != -* ]] || usage
+  grid=$1; shift
+fi
+seeds=1 jobs=1 out="" row="" list=0 axes=()
 while [ $# -gt 0 ]; do
   case $1 in
     --seeds|--jobs|--out|--row) [ $# -ge 2 ] || usage; declare "${1#--}=$2"; shift 2 ;;
+    --axis) [ $# -ge 2 ] || usage; axes+=("--axis=$2"); shift 2 ;;
     --list) list=1; shift ;;
     --) shift; break ;;
-    *) echo "error: unknown launch.sh option '$1'; accepted: --seeds N, --jobs J, --out DIR," \
-            "--row K, --list, -- FLAGS" >&2; exit 2 ;;
+    *) echo "error: unknown launch.sh option '$1'; accepted: --axis FLAG=V1,V2, --seeds N," \
+            "--jobs J, --out DIR, --row K, --list, -- FLAGS" >&2; exit 2 ;;
   esac
 done
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "error: --jobs '$jobs' must be a positive integer" >&2; exit 2; }
@@ -29,7 +37,7 @@ out=${out:-runs/$grid}
 if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-grid_args=(--grid="$grid" --seeds="$seeds" --out="$out" --row="$row" --python="$PYTHON")
+grid_args=(--grid="$grid" "${axes[@]}" --seeds="$seeds" --out="$out" --row="$row" --python="$PYTHON")
 if [ "$list" = 1 ]; then exec "$PYTHON" -m experiments.grid "${grid_args[@]}" -- "$@"; fi
 
 # The lock below makes the folder: check the input first, so a mistyped grid makes none.
@@ -92,8 +100,8 @@ elapsed=$(awk -v now="$(date +%s.%N)" -v start="$start" -v before="$(cat "$out/w
   'BEGIN { printf "%.1f", now - start + before }')
 echo "$elapsed" > "$out/wall_seconds"
 if [ -f "$out/results.jsonl" ]; then
-  "$PYTHON" -m experiments.table --results="$out/results.jsonl" --grid="$grid" \
+  "$PYTHON" -m experiments.table --results="$out/results.jsonl" --grid="$grid" "${axes[@]}" \
     --format=md,csv,json,latex --out="$out/table.md" --command="$command_line" \
-    --wall_seconds="$elapsed"
+    --wall_seconds="$elapsed" -- "$@"
 fi
 exit "$status"

@@ -4,19 +4,30 @@
         --format=md --out=runs/seed_table/table.md
 
 writes the table and, next to it, a chart (`table.png`) of our mean ± std beside the published
-value of each row. Every number comes from the run records; diverged runs are counted, not averaged.
+value of each row. For a study (named, or typed with the `--axis` flags and the flags after `--`
+that launched it), the table pivots its first two axes, with confidence intervals and Welch's
+tests, and the chart is a heatmap; only the records of the study's settings count. Every number
+comes from the run records; diverged runs are counted, not averaged.
 """
 
+import dataclasses
 import os
 
 from absl import flags
 
 from experiments import cli
-from mlp_jax import plots, results, tables
+from mlp_jax import grids, plots, results, tables
 from mlp_jax.errors import InputError
 
 flags.DEFINE_string("results", None, "JSON-lines file of run records.", required=True)
-flags.DEFINE_string("grid", None, "Order rows as this grid does (default: as they appear).")
+flags.DEFINE_string(
+    "grid",
+    None,
+    "Order rows as this grid does, or pivot this study (default: rows as they appear).",
+)
+flags.DEFINE_multi_string(
+    "axis", [], f"A typed study's axis: {grids.AXIS_FORMAT}; repeat per axis."
+)
 flags.DEFINE_list(
     "format", ["md"], f"Output format(s), comma-separated: {', '.join(tables.FORMATS)}."
 )
@@ -30,8 +41,17 @@ flags.DEFINE_float("wall_seconds", None, "Total wall time of that command, for t
 FLAGS = flags.FLAGS
 
 
+def study_records(records: list[dict], study: grids.Study, extra: list[str]) -> list[dict]:
+    """Return the records of `study`'s cells run with the flags `extra`."""
+    wanted = {
+        row.name: results.protocol(dataclasses.asdict(cli.row_config(row, extra)))
+        for row in study.rows()
+    }
+    return [r for r in records if wanted.get(r["name"]) == results.protocol(r["config"])]
+
+
 def main(argv: list[str]) -> None:
-    del argv
+    extra = argv[1:]
     unknown = [form for form in FLAGS.format if form not in tables.FORMATS]
     if unknown:
         raise InputError(
@@ -40,22 +60,26 @@ def main(argv: list[str]) -> None:
     if not os.path.isfile(FLAGS.results):
         raise InputError(f"missing results file {FLAGS.results!r}")
     records = results.read(FLAGS.results)
-    lines = tables.build(records, FLAGS.grid)
+    study = grids.study(FLAGS.grid, FLAGS.axis, extra) if FLAGS.grid else None
+    if study:
+        records = study_records(records, study, extra)
+        table, formats = tables.pivot(records, study), tables.STUDY_FORMATS
+    else:
+        table, formats = tables.build(records, FLAGS.grid), tables.FORMATS
     top = tables.provenance(
         FLAGS.command or f"results of {FLAGS.results}", records, FLAGS.wall_seconds
     )
     if not FLAGS.out:
         for form in FLAGS.format:
-            print(tables.FORMATS[form](lines, top), end="")
+            print(formats[form](table, top), end="")
         return
     stem = os.path.splitext(FLAGS.out)[0]
     written = [
-        results.write_text(f"{stem}.{tables.EXTENSIONS[form]}", tables.FORMATS[form](lines, top))
+        results.write_text(f"{stem}.{tables.EXTENSIONS[form]}", formats[form](table, top))
         for form in FLAGS.format
     ]
-    written.append(
-        plots.table_chart(lines, stem + ".png", FLAGS.grid or os.path.basename(FLAGS.results))
-    )
+    chart = plots.study_heatmap if study else plots.table_chart
+    written.append(chart(table, stem + ".png", FLAGS.grid or os.path.basename(FLAGS.results)))
     print("wrote", " ".join(written))
 
 

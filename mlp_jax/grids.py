@@ -1,11 +1,17 @@
-"""Named grids: lists of rows, each the flags of `experiments.mlp` it sets and what was published.
+"""Named grids and studies: the rows `launch.sh` runs, each the flags of `experiments.mlp` it sets.
 
-`launch.sh GRID` runs every row of a grid with several seeds and exports the table. Sources are
-in ../shared/reference/seed_results.md.
+A grid is a list of rows, with what was published for each (sources in
+../shared/reference/seed_results.md). A study is the product of axes, each axis one flag and its
+values; its rows are its cells, named from their values, and its table pivots the first two axes.
+`launch.sh NAME` runs either with several seeds and exports the table; `launch.sh study NAME
+--axis FLAG=V1,V2 ...` runs a study typed on the command line.
 """
 
 import dataclasses
+import itertools
+import re
 
+from mlp_jax import activations, config
 from mlp_jax.errors import InputError
 
 TF1 = "TF1 tutorial scripts (Table 1)"
@@ -25,6 +31,92 @@ class Row:
     def args(self) -> list[str]:
         """Return the row's flags as command-line arguments."""
         return [f"--{key}={value}" for key, value in self.flags.items()]
+
+
+# Flags a study cannot vary: they name, seed or place the run, or are set by launch.sh.
+NOT_AXES = ("name", "seed", "num_seeds", "data_dir")
+AXIS_FORMAT = "FLAG=V1,V2,... (a flag of experiments.mlp; '/' inside a value stands for ',')"
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One factor of a study: a flag of `experiments.mlp` and the values it takes."""
+
+    flag: str
+    values: tuple[str, ...]
+
+    def label(self, value: str) -> str:
+        """Return `value` as it reads in a row name and a table: 256,256 -> 256x256."""
+        return re.sub(r"[^\w.+-]", "-", value.replace(",", "x")) or "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """The product of `axes`, each cell a row run with `flags` plus its own axis values."""
+
+    axes: tuple[Axis, ...]
+    flags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def cells(self) -> tuple[tuple[str, ...], ...]:
+        """Return every combination of axis values, the first axis varying slowest."""
+        return tuple(itertools.product(*(axis.values for axis in self.axes)))
+
+    def row_name(self, cell: tuple[str, ...]) -> str:
+        """Return the name of a cell's row, e.g. act-relu__hidden-256x256."""
+        return "__".join(f"{a.flag}-{a.label(v)}" for a, v in zip(self.axes, cell, strict=True))
+
+    def rows(self) -> tuple[Row, ...]:
+        """Return one row per cell."""
+        return tuple(
+            Row(
+                self.row_name(cell),
+                {**self.flags, **dict(zip(self.flags_of_axes(), cell, strict=True))},
+            )
+            for cell in self.cells()
+        )
+
+    def flags_of_axes(self) -> tuple[str, ...]:
+        """Return the flag of each axis, in order."""
+        return tuple(axis.flag for axis in self.axes)
+
+
+def parse_axis(text: str) -> Axis:
+    """Parse `FLAG=V1,V2` into an Axis; '/' inside a value stands for ',' (hidden=256/256)."""
+    flag, sep, values = text.partition("=")
+    flag = flag.strip().removeprefix("--")
+    if not sep or not flag:
+        raise InputError(f"malformed --axis {text!r}; accepted: {AXIS_FORMAT}")
+    variable = [f.name for f in config.flag_fields() if f.name not in NOT_AXES]
+    if flag not in variable:
+        raise InputError(
+            f"--axis {text!r}: {flag!r} is not a flag a study can vary; accepted: "
+            f"{', '.join(variable)}"
+        )
+    parsed = tuple(v.strip().replace("/", ",") for v in values.split(","))
+    if len(set(parsed)) != len(parsed):
+        raise InputError(f"--axis {text!r} repeats a value; accepted: {AXIS_FORMAT}")
+    return Axis(flag, parsed)
+
+
+def parse_study(texts: list[str]) -> Study:
+    """Return the study of the `--axis` texts, each flag on one axis only."""
+    axes = tuple(parse_axis(text) for text in texts)
+    flags = [axis.flag for axis in axes]
+    repeated = next((flag for flag in flags if flags.count(flag) > 1), None)
+    if repeated:
+        raise InputError(f"--axis {repeated} is given twice; accepted: each flag on one axis")
+    return Study(axes)
+
+
+def check_extra(study: Study, extra: list[str]) -> None:
+    """Refuse flags after `--` that set an axis of `study` (they would override every cell)."""
+    given = {arg.removeprefix("--").partition("=")[0] for arg in extra}
+    clash = [flag for flag in study.flags_of_axes() if flag in given]
+    if clash:
+        raise InputError(
+            f"--{clash[0]} is an axis of the study and also given after --; accepted: each flag "
+            "either as an axis or for every run"
+        )
 
 
 def _tf1(name: str, hidden: str, act: str, published: float, **flags: str) -> Row:
@@ -88,7 +180,15 @@ GRIDS: dict[str, tuple[Row, ...]] = {
         _tf1("t1_05_612_466_211_relu6", "612,466,211", "relu6", 0.9847),
         _tf1("t1_06_629_474_319_164_relu6", "629,474,319,164", "relu6", 0.9824),
         _tf1("t1_07_629_474_319_164_relu6_5k", "629,474,319,164", "relu6", 0.9772, steps="5000"),
-        _tf1("t1_08_516_258_sigmoid", "516,258", "sigmoid", 0.9653),
+        Row(
+            "t1_08_516_258_sigmoid",
+            {"hidden": "516,258", "act": "sigmoid"},
+            0.9653,
+            TF1,
+            "two sigmoid layers still gain 0.07-0.74 pp in the last 1,000 steps (see each run's "
+            "history) while our seeds end within 0.0005 of each other: the interval is narrower "
+            "than that climb, and four of the five seeds passed 0.9653 only after step 9,000",
+        ),
         Row(
             "t1_09_580_386_192_sigmoid",
             {"hidden": "580,386,192", "act": "sigmoid"},
@@ -171,16 +271,83 @@ GRIDS: dict[str, tuple[Row, ...]] = {
 }
 
 
+# Studies: the classic lessons of fully connected networks, each sized to about 30 minutes on a
+# 2-core CPU with 3 seeds per cell (results/studies/NAME/README.md has the command and findings):
+#   ./launch.sh NAME --seeds 3 --out results/studies/NAME
+# Unless a study sets them, every cell keeps the tutorial protocol: SGD lr 0.5, batch 100, 10,000
+# steps, every weight and bias from N(0, 0.01^2). Layers are 128 wide to fit the time.
+DEPTHS = ("128", "128,128", "128,128,128", "128,128,128,128")
+STUDIES: dict[str, Study] = {
+    # Where N(0, 0.01^2) weights and saturating activations stop a deeper net learning.
+    "activation_depth": Study((Axis("act", activations.NAMES), Axis("hidden", DEPTHS))),
+    # Symmetry (zeros) and vanishing signals (small normal) against fan-scaled initialisers, at
+    # depth 4; biases keep the tutorial's N(0, 0.01^2).
+    "init_activation": Study(
+        (
+            Axis("act", ("relu", "sigmoid", "tanh")),
+            Axis("weight_init", ("normal", "zeros", "lecun_normal", "glorot_uniform", "he_normal")),
+        ),
+        {"hidden": DEPTHS[-1]},
+    ),
+    # Dropout helps a wide net and hurts a narrow one: drop rates per width of two layers.
+    "dropout_width": Study(
+        (
+            Axis("hidden", ("32,32", "128,128", "512,512")),
+            Axis("dropout", ("0", "0.1", "0.2", "0.3", "0.4", "0.5")),
+        )
+    ),
+    # The learning-rate window of each optimiser on the tutorial's two-layer net; 5,000 steps.
+    "optimizer_lr": Study(
+        (
+            Axis("optimizer", ("sgd", "momentum", "adam")),
+            Axis("lr", ("0.001", "0.003", "0.01", "0.03", "0.1", "0.3", "1")),
+        ),
+        {"hidden": "625,441", "act": "relu6", "steps": "5000"},
+    ),
+}
+
+NAME_FORMAT = "letters, digits, '_', '.' and '-'"
+
+
+def study(name: str, axis_texts: list[str] = (), extra: list[str] = ()) -> Study | None:
+    """Return the study called `name`, typed as `axis_texts` or named in STUDIES; None for a grid.
+
+    `extra` are the flags given to every run, which must not set an axis.
+    """
+    if axis_texts:
+        if name in GRIDS or name in STUDIES:
+            raise InputError(f"study name {name!r} is a named grid or study; choose another name")
+        if not re.fullmatch(r"[\w.-]+", name):
+            raise InputError(f"study name {name!r} is not a folder name; accepted: {NAME_FORMAT}")
+        found = parse_study(list(axis_texts))
+    else:
+        found = STUDIES.get(name)
+    if found:
+        check_extra(found, list(extra))
+    return found
+
+
+def rows_of(name: str, axis_texts: list[str] = (), extra: list[str] = ()) -> tuple[Row, ...]:
+    """Return the rows of grid `name`, or the cells of study `name` (typed or named)."""
+    found = study(name, axis_texts, extra)
+    return found.rows() if found else get(name)
+
+
 def get(name: str) -> tuple[Row, ...]:
-    """Return the rows of grid `name`."""
+    """Return the rows of the named grid or study `name`."""
+    if name in STUDIES:
+        return STUDIES[name].rows()
     if name not in GRIDS:
-        raise InputError(f"unknown grid {name!r}; accepted: {', '.join(GRIDS)}")
+        raise InputError(
+            f"unknown grid {name!r}; accepted: {', '.join([*GRIDS, *STUDIES])}, or "
+            "'study NAME --axis FLAG=V1,V2 ...'"
+        )
     return GRIDS[name]
 
 
 def find_row(name: str) -> Row | None:
     """Return the row called `name` in any grid, or None."""
-    return next((row for rows in GRIDS.values() for row in rows if row.name == name), None)
+    return next((row for grid in GRIDS.values() for row in grid if row.name == name), None)
 
 
 def select(rows: tuple[Row, ...], which: str) -> tuple[Row, ...]:

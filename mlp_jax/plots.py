@@ -145,6 +145,56 @@ def table_chart(rows: list[dict], path: str, title: str = "") -> str:
     return _save(fig, path)
 
 
+def _means(cells: list[list[dict]]) -> np.ndarray:
+    """Return the mean of each cell of a study matrix, NaN where no seed finished."""
+    return np.array([[np.nan if c["mean"] is None else c["mean"] for c in row] for row in cells])
+
+
+def study_heatmap(matrices: list[dict], path: str, title: str = "") -> str:
+    """Heatmap per study matrix: mean test accuracy per cell, annotated with mean, std and mark;
+    colours span the best 5 pp so that close cells stay apart (lower ones share the darkest)."""
+    means = np.concatenate([_means(m["cells"]).ravel() for m in matrices])
+    top = np.nanmax(means) if np.isfinite(means).any() else 1.0
+    low = max(np.nanmin(means) if np.isfinite(means).any() else 0.0, top - 0.05)
+    rows, columns = len(matrices[0]["rows"]), len(matrices[0]["columns"])
+    fig, axes = plt.subplots(
+        1,
+        len(matrices),
+        figsize=((1.4 * columns + 2) * len(matrices), 0.5 * rows + 2),
+        squeeze=False,
+    )
+    for ax, matrix in zip(axes.flat, matrices, strict=True):
+        image = ax.imshow(
+            np.ma.masked_invalid(_means(matrix["cells"])),
+            cmap=matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey"),
+            vmin=low,
+            vmax=top,
+            aspect="auto",
+        )
+        for i, row in enumerate(matrix["cells"]):
+            for j, cell in enumerate(row):
+                text = "—" if cell["mean"] is None else f"{cell['mean']:.4f}\n±{cell['std']:.4f}"
+                if cell["diverged"]:
+                    text += f"\n{cell['diverged']} diverged"
+                bright = cell["mean"] is None or cell["mean"] > (low + top) / 2
+                ax.text(
+                    j,
+                    i,
+                    f"{text} {cell['mark']}".strip(),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if bright else "white",
+                )
+        ax.set_xticks(range(columns), matrix["columns"], rotation=30, ha="right")
+        ax.set_yticks(range(rows), matrix["rows"])
+        fixed = ", ".join(f"{flag} = {value}" for flag, value in matrix["fixed"].items())
+        ax.set(xlabel=matrix["across"], ylabel=matrix["down"], title=fixed)
+    fig.colorbar(image, ax=axes.ravel().tolist(), label="mean test accuracy", extend="min")
+    fig.suptitle(f"{title}: ★ best of its row, ☆ not significantly worse than it")
+    return _save(fig, path)
+
+
 def image_rows(rows: list[tuple[str, np.ndarray]], path: str, title: str = "") -> str:
     """Show rows of flat 28x28 images, each row labelled on its left."""
     columns = max(len(images) for _, images in rows)

@@ -1,24 +1,41 @@
-"""Accuracy tables built only from run records: mean ± std per row, exported in four formats."""
+"""Accuracy tables built only from run records, with their statistics (scipy.stats).
+
+A grid's table has one line per row: mean ± std over seeds, and whether the published single run
+lies in the 95% prediction interval of our seeds. A study's table pivots its first two axes into a
+matrix of cells (one matrix per value of any further axes), each with its 95% confidence interval
+and whether it is significantly worse than the best of its matrix row. Both export to markdown,
+CSV, JSON and LaTeX.
+"""
 
 import csv
 import datetime
 import io
+import itertools
 import json
+import math
 import os
 import shlex
+import warnings
+
+import numpy as np
+from scipy import stats
 
 from mlp_jax import grids, results
 
-TOLERANCE_PP = 0.5  # a row within this many percentage points of the published value agrees
+LEVEL = 0.95  # of every interval
+ALPHA = 0.05  # a cell is significantly worse than its row's best when Welch's p < ALPHA
+BEST, NOT_WORSE = "★", "☆"  # a study cell's marks
 DESCRIBED = ("row", "architecture", "activation", "dropout", "steps", "lr", "params", "published")
 # CSV and JSON keep the raw numbers; markdown and LaTeX fold mean, std and n into one cell.
 COLUMNS = (
     *DESCRIBED,
-    *("mean", "std", "n", "ensemble", "delta_pp", "train_s_per_run", "platform", "diverged"),
+    *("mean", "std", "n", "ensemble", "delta_pp", "pi_low", "pi_high", "published_in_pi"),
+    *("train_s_per_run", "platform", "diverged"),
 )
 HEADERS = [
     *DESCRIBED,
-    *("mlp_jax mean ± std (n)", "ensemble", "Δ pp", "train s/run", "platform", "diverged"),
+    *("mlp_jax mean ± std (n)", "ensemble", "Δ pp", "95% prediction interval", "published in it"),
+    *("train s/run", "platform", "diverged"),
 ]
 
 
@@ -28,11 +45,14 @@ def command_line(module: str, argv: list[str]) -> str:
 
 
 def provenance(command: str, records: list[dict], wall_seconds: float | None = None) -> list[str]:
-    """Return the markdown lines saying how, when and on what machine results were made."""
+    """Return the markdown lines saying how, when and on what machine results were made; the date
+    is that of the records (today for records without one)."""
     machines = sorted({f"{r['platform']} ({r['device']}, {r['cpus']} CPUs)" for r in records})
+    days = sorted({r["time"][:10] for r in records if r.get("time")})
+    days = days or [datetime.date.today().isoformat()]
     lines = [
         f"Command: `{command}`  ",
-        f"Date: {datetime.date.today().isoformat()}  ",
+        f"Date: {days[0]}{f' to {days[-1]}' if len(days) > 1 else ''}  ",
         f"Machine: {', '.join(machines)}  ",
     ]
     if wall_seconds is not None:
@@ -57,12 +77,38 @@ def _ensemble(runs: list[dict]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def confidence_interval(values: list[float]) -> tuple[float, float] | None:
+    """Return the LEVEL confidence interval of the mean of `values` (Student's t), or None."""
+    if len(values) < 2:
+        return None
+    mean, sem = float(np.mean(values)), float(stats.sem(values))
+    if sem == 0:
+        return mean, mean
+    low, high = stats.t.interval(LEVEL, len(values) - 1, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
+def prediction_interval(values: list[float]) -> tuple[float, float] | None:
+    """Return the LEVEL interval that one more run of the same kind falls in: mean ± t·s·√(1 + 1/n);
+    None for n < 2."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    half = float(stats.t.ppf((1 + LEVEL) / 2, n - 1)) * std * math.sqrt(1 + 1 / n)
+    return mean - half, mean + half
+
+
 def _line(name: str, runs: list[dict]) -> dict:
     """Summarise the runs of one row."""
     config, row = runs[-1]["config"], grids.find_row(name)
     finished = [r["test_accuracy"] for r in runs if not r["diverged"]]
     mean, std, n = results.summarize(finished) if finished else (None, None, 0)
     published = row.published if row else None
+    interval = prediction_interval(finished)
+    inside = (
+        None if interval is None or published is None else interval[0] <= published <= interval[1]
+    )
     dropout = f"{config['dropout']:g}" + (" (also at test)" if config["dropout_at_eval"] else "")
     return {
         "row": name,
@@ -78,6 +124,9 @@ def _line(name: str, runs: list[dict]) -> dict:
         "n": n,
         "ensemble": _ensemble(runs),
         "delta_pp": None if mean is None or published is None else 100 * (mean - published),
+        "pi_low": interval[0] if interval else None,
+        "pi_high": interval[1] if interval else None,
+        "published_in_pi": inside,
         "train_s_per_run": sum(r["train_seconds"] / r["replicas_trained_together"] for r in runs)
         / len(runs),
         "platform": f"{runs[-1]['platform']} ({runs[-1]['device']})",
@@ -101,6 +150,8 @@ def _cells(line: dict) -> list[str]:
 
     ours = "—" if line["mean"] is None else f"{line['mean']:.4f} ± {line['std']:.4f} ({line['n']})"
     delta = "—" if line["delta_pp"] is None else f"{line['delta_pp']:+.2f}"
+    interval = "—" if line["pi_low"] is None else f"[{line['pi_low']:.4f}, {line['pi_high']:.4f}]"
+    inside = {None: "—", True: "yes", False: "no"}[line["published_in_pi"]]
     flag = f"{line['diverged']} diverged" if line["diverged"] else ""
     return [
         line["row"],
@@ -114,6 +165,8 @@ def _cells(line: dict) -> list[str]:
         ours,
         pct(line["ensemble"]),
         delta,
+        interval,
+        inside,
         f"{line['train_s_per_run']:.1f}",
         line["platform"],
         flag,
@@ -121,21 +174,33 @@ def _cells(line: dict) -> list[str]:
 
 
 def notes(lines: list[dict]) -> list[str]:
-    """Return the explanation of each row further than TOLERANCE_PP from its published value."""
-    return [
-        f"{line['row']}: {line['delta_pp']:+.2f} pp — {line['note'] or 'no explanation'}"
-        for line in lines
-        if line["delta_pp"] is not None and abs(line["delta_pp"]) > TOLERANCE_PP
-    ]
+    """Return, for each row whose published value lies outside our prediction interval or that has
+    a note, where the published value lies and the row's explanation."""
+    said = []
+    for line in lines:
+        if line["published_in_pi"] is None or (line["published_in_pi"] and not line["note"]):
+            continue
+        where = "inside" if line["published_in_pi"] else "outside"
+        said.append(
+            f"{line['row']}: {line['delta_pp']:+.2f} pp, published value {where} the "
+            f"{LEVEL:.0%} prediction interval — {line['note'] or 'no explanation'}"
+        )
+    return said
 
 
 def to_markdown(lines: list[dict], header: list[str]) -> str:
     """Render the table as markdown, with `header` lines above and notes below."""
     out = [*header, "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(_cells(line)) + " |" for line in lines]
+    out += [
+        "",
+        f"The {LEVEL:.0%} prediction interval is where one more run of ours would fall: "
+        "mean ± t(n−1)·s·√(1 + 1/n) over our seeds. A published single run outside it differs by "
+        "more than seed-to-seed noise.",
+    ]
     explained = notes(lines)
     if explained:
-        out += ["", f"Rows more than {TOLERANCE_PP} percentage points from the published value:"]
+        out += ["", "Rows outside the interval, or with a note:"]
         out += [f"- {n}" for n in explained]
     return "\n".join(out) + "\n"
 
@@ -155,34 +220,189 @@ def to_json(lines: list[dict], header: list[str]) -> str:
     return json.dumps({"header": header, "rows": lines, "notes": notes(lines)}, indent=1) + "\n"
 
 
+def _tex(cell: str) -> str:
+    """Escape a cell's text for LaTeX."""
+    return (
+        cell.replace("\\", r"\textbackslash{}")
+        .replace("_", r"\_")
+        .replace("%", r"\%")
+        .replace("±", r"$\pm$")
+        .replace("—", "--")
+        .replace("Δ", r"$\Delta$")
+        .replace("&", r"\&")
+        .replace("×", r"$\times$")
+        .replace(BEST, r"$^{\star}$")
+        .replace(NOT_WORSE, r"$^{\circ}$")
+    )
+
+
 def to_latex(lines: list[dict], header: list[str]) -> str:
     """Render the table as a LaTeX tabular, header lines as comments."""
-
-    def tex(cell: str) -> str:
-        return (
-            cell.replace("\\", r"\textbackslash{}")
-            .replace("_", r"\_")
-            .replace("%", r"\%")
-            .replace("±", r"$\pm$")
-            .replace("—", "--")
-            .replace("Δ", r"$\Delta$")
-            .replace("&", r"\&")
-        )
-
     out = [f"% {h}" for h in header]
     out += [
         r"\begin{tabular}{" + "l" * len(HEADERS) + "}",
         r"\hline",
-        " & ".join(tex(h) for h in HEADERS) + r" \\",
+        " & ".join(_tex(h) for h in HEADERS) + r" \\",
         r"\hline",
     ]
-    out += [" & ".join(tex(c) for c in _cells(line)) + r" \\" for line in lines]
+    out += [" & ".join(_tex(c) for c in _cells(line)) + r" \\" for line in lines]
     out += [r"\hline", r"\end{tabular}"]
     return "\n".join(out) + "\n"
 
 
 FORMATS = {"md": to_markdown, "csv": to_csv, "json": to_json, "latex": to_latex}
 EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "latex": "tex"}
+
+LEGEND = (
+    "Each cell: test accuracy, mean ± std over the seeds that finished (their number) "
+    f"[{LEVEL:.0%} confidence interval of the mean, Student's t]; diverged runs are counted beside "
+    f"them, never averaged. {BEST}: the best mean of its row; {NOT_WORSE}: not significantly worse "
+    f"than that best (Welch's one-sided t-test, p ≥ {ALPHA:g}); unmarked cells are significantly "
+    "worse, or untestable (fewer than 2 finished seeds)."
+)
+
+
+def worse_p(best: list[float], values: list[float]) -> float | None:
+    """Return Welch's one-sided p-value that `values` come from a lower mean than `best`; 1 for
+    two identical constant samples, None when a sample has fewer than 2 values."""
+    if len(best) < 2 or len(values) < 2:
+        return None
+    with warnings.catch_warnings():  # nearly equal samples: scipy warns of precision loss
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = stats.ttest_ind(best, values, equal_var=False, alternative="greater").pvalue
+    return 1.0 if math.isnan(p) else float(p)
+
+
+def _cell(runs: list[dict]) -> dict:
+    """Summarise the runs of one study cell."""
+    finished = [r["test_accuracy"] for r in runs if not r["diverged"]]
+    mean, std, n = results.summarize(finished) if finished else (None, None, 0)
+    interval = confidence_interval(finished)
+    return {
+        "accuracies": finished,
+        "mean": mean,
+        "std": std,
+        "n": n,
+        "diverged": sum(r["diverged"] for r in runs),
+        "ci_low": interval[0] if interval else None,
+        "ci_high": interval[1] if interval else None,
+    }
+
+
+def _mark_row(cells: list[dict]) -> None:
+    """Mark the best cell of a matrix row and those not significantly worse (Welch's t-test)."""
+    measured = [c for c in cells if c["mean"] is not None]
+    best = max(measured, key=lambda c: c["mean"], default=None)
+    for cell in cells:
+        p = worse_p(best["accuracies"], cell["accuracies"]) if best and cell is not best else None
+        cell["p_worse"] = p
+        cell["mark"] = BEST if cell is best else NOT_WORSE if p is not None and p >= ALPHA else ""
+
+
+def pivot(records: list[dict], study: grids.Study) -> list[dict]:
+    """Return the study's matrices: the first axis down, the second across (a lone axis across),
+    one matrix per combination of values of any further axes; the last record of each seed counts.
+    """
+    by_name: dict[str, dict[int, dict]] = {}
+    for record in records:
+        by_name.setdefault(record["name"], {})[record["seed"]] = record
+    axes = study.axes if len(study.axes) > 1 else (grids.Axis("", ("",)), *study.axes)
+    down, across, rest = axes[0], axes[1], axes[2:]
+    matrices = []
+    for fixed in itertools.product(*(axis.values for axis in rest)):
+        rows = []
+        for r in down.values:
+            cells = []
+            for c in across.values:
+                coordinates = (r, c, *fixed) if len(study.axes) > 1 else (c,)
+                runs = list(by_name.get(study.row_name(coordinates), {}).values())
+                cells.append({"name": study.row_name(coordinates), **_cell(runs)})
+            _mark_row(cells)
+            rows.append(cells)
+        matrices.append(
+            {
+                "fixed": {a.flag: a.label(v) for a, v in zip(rest, fixed, strict=True)},
+                "down": down.flag,
+                "across": across.flag,
+                "rows": [down.label(v) if down.flag else "" for v in down.values],
+                "columns": [across.label(v) for v in across.values],
+                "cells": rows,
+            }
+        )
+    return matrices
+
+
+def cell_text(cell: dict) -> str:
+    """Return a cell as `mean ± std (n) [CI low, high] mark`, with its diverged runs."""
+    diverged = f", {cell['diverged']} diverged" if cell["diverged"] else ""
+    if cell["mean"] is None:
+        return f"{cell['diverged']} diverged" if cell["diverged"] else "—"
+    interval = "" if cell["ci_low"] is None else f" [{cell['ci_low']:.4f}, {cell['ci_high']:.4f}]"
+    text = f"{cell['mean']:.4f} ± {cell['std']:.4f} ({cell['n']}{diverged}){interval}"
+    return f"{text} {cell['mark']}".rstrip()
+
+
+def _title(matrix: dict) -> str:
+    """Return what a matrix shows: `act × hidden`, and the values of any further axes."""
+    title = f"{matrix['down']} × {matrix['across']}" if matrix["down"] else matrix["across"]
+    fixed = ", ".join(f"{flag} = {value}" for flag, value in matrix["fixed"].items())
+    return f"{title}, {fixed}" if fixed else title
+
+
+def study_markdown(matrices: list[dict], header: list[str]) -> str:
+    """Render a study's matrices as markdown tables, `header` lines above, the legend below."""
+    out = [*header]
+    for matrix in matrices:
+        corner = f"{matrix['down']} \\ {matrix['across']}" if matrix["down"] else ""
+        out += ["", f"### {_title(matrix)}", ""]
+        out += ["| " + " | ".join([corner, *matrix["columns"]]) + " |"]
+        out += ["|" + "---|" * (len(matrix["columns"]) + 1)]
+        for label, cells in zip(matrix["rows"], matrix["cells"], strict=True):
+            out.append("| " + " | ".join([label, *map(cell_text, cells)]) + " |")
+    return "\n".join([*out, "", LEGEND]) + "\n"
+
+
+STATISTICS = ("mean", "std", "n", "diverged", "ci_low", "ci_high", "p_worse", "mark")
+
+
+def study_csv(matrices: list[dict], header: list[str]) -> str:
+    """Render a study's matrices as CSV with the raw numbers: a line per matrix row, for each
+    column value one field per statistic (`hidden=128 mean`, ...), any further axes first."""
+    del header
+    buffer = io.StringIO()
+    writer = None
+    for matrix in matrices:
+        for label, cells in zip(matrix["rows"], matrix["cells"], strict=True):
+            line = {**matrix["fixed"], matrix["down"] or "row": label}
+            for column, cell in zip(matrix["columns"], cells, strict=True):
+                line.update({f"{matrix['across']}={column} {k}": cell[k] for k in STATISTICS})
+            if writer is None:
+                writer = csv.DictWriter(buffer, fieldnames=list(line))
+                writer.writeheader()
+            writer.writerow(line)
+    return buffer.getvalue()
+
+
+def study_json(matrices: list[dict], header: list[str]) -> str:
+    """Render a study's matrices as JSON: header lines, legend, and every cell's numbers."""
+    return json.dumps({"header": header, "legend": LEGEND, "matrices": matrices}, indent=1) + "\n"
+
+
+def study_latex(matrices: list[dict], header: list[str]) -> str:
+    """Render a study's matrices as LaTeX tabulars, header lines and legend as comments."""
+    out = [f"% {h}" for h in header] + [f"% {LEGEND} ({BEST}: star, {NOT_WORSE}: circle)"]
+    for matrix in matrices:
+        out += [f"% {_title(matrix)}", r"\begin{tabular}{l" + "l" * len(matrix["columns"]) + "}"]
+        out += [r"\hline", " & ".join(_tex(c) for c in [matrix["down"], *matrix["columns"]])]
+        out[-1] += r" \\"
+        out.append(r"\hline")
+        for label, cells in zip(matrix["rows"], matrix["cells"], strict=True):
+            out.append(" & ".join(_tex(c) for c in [label, *map(cell_text, cells)]) + r" \\")
+        out += [r"\hline", r"\end{tabular}", ""]
+    return "\n".join(out)
+
+
+STUDY_FORMATS = {"md": study_markdown, "csv": study_csv, "json": study_json, "latex": study_latex}
 
 
 def robustness_markdown(rows: list[dict]) -> str:

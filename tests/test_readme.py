@@ -152,9 +152,11 @@ def run_parser(module: str, commands: list[tuple[str, list[str]]]) -> dict[str, 
 
 
 def run_launch_list(args: list[str]) -> subprocess.CompletedProcess:
-    """Run `./launch.sh GRID --list ...`: it prints each row's command and trains nothing."""
+    """Run `./launch.sh GRID ... --list [-- FLAGS]`: it prints each row's command and trains
+    nothing."""
+    end = args.index("--") if "--" in args else len(args)
     return subprocess.run(
-        ["bash", "launch.sh", args[0], "--list", *args[1:]],
+        ["bash", "launch.sh", *args[:end], "--list", *args[end:]],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -147,9 +147,22 @@ def test_table_means_exclude_diverged_and_keep_the_last_record_per_seed():
     assert softmax["diverged"] == 1 and softmax["published"] == 0.917
     assert softmax["delta_pp"] == pytest.approx(-0.7) and softmax["train_s_per_run"] == 2.0
     assert two_layer["mean"] == pytest.approx(0.985) and two_layer["delta_pp"] == pytest.approx(0)
+    assert softmax["published_in_pi"] and two_layer["published_in_pi"]
+    assert lines[2]["pi_low"] is None and lines[2]["published_in_pi"] is None  # one seed
+    assert tables.notes(lines) == []
+
+
+def test_notes_give_rows_outside_the_prediction_interval_and_rows_with_a_note():
+    tight = [record("t1_02_900_relu", seed, 0.99 + seed / 10_000) for seed in range(3)]
+    noted = [record("t1_09_580_386_192_sigmoid", seed, 0.94 + seed / 100) for seed in range(3)]
+    lines = tables.build(tight + noted, "seed_table")
+    assert [line["published_in_pi"] for line in lines] == [False, True]
+    (row_9,) = [row for row in grids.get("seed_table") if row.name.startswith("t1_09")]
     assert tables.notes(lines) == [
-        "t1_01_softmax: -0.70 pp — no explanation",
-        "t1_04_625_441_relu6: -18.50 pp — no explanation",
+        "t1_02_900_relu: +0.70 pp, published value outside the 95% prediction interval — "
+        "no explanation",
+        "t1_09_580_386_192_sigmoid: +0.68 pp, published value inside the 95% prediction "
+        f"interval — {row_9.note}",
     ]
 
 
