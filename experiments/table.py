@@ -41,15 +41,6 @@ flags.DEFINE_float("wall_seconds", None, "Total wall time of that command, for t
 FLAGS = flags.FLAGS
 
 
-def study_records(records: list[dict], study: grids.Study, extra: list[str]) -> list[dict]:
-    """Return the records of `study`'s cells run with the flags `extra`."""
-    wanted = {
-        row.name: results.protocol(dataclasses.asdict(cli.row_config(row, extra)))
-        for row in study.rows()
-    }
-    return [r for r in records if wanted.get(r["name"]) == results.protocol(r["config"])]
-
-
 def main(argv: list[str]) -> None:
     extra = argv[1:]
     unknown = [form for form in FLAGS.format if form not in tables.FORMATS]
@@ -62,8 +53,8 @@ def main(argv: list[str]) -> None:
     records = results.read(FLAGS.results)
     study = grids.study(FLAGS.grid, FLAGS.axis, extra) if FLAGS.grid else None
     if study:
-        records = study_records(records, study, extra)
-        table, formats = tables.pivot(records, study), tables.STUDY_FORMATS
+        configs = {r.name: dataclasses.asdict(cli.row_config(r, extra)) for r in study.rows()}
+        table, formats = tables.pivot(records, study, configs), tables.STUDY_FORMATS
     else:
         table, formats = tables.build(records, FLAGS.grid), tables.FORMATS
     top = tables.provenance(

@@ -111,6 +111,7 @@ def parse_study(texts: list[str]) -> Study:
 def check_extra(study: Study, extra: list[str]) -> None:
     """Refuse flags after `--` that set an axis of `study` (they would override every cell)."""
     given = {arg.removeprefix("--").partition("=")[0] for arg in extra}
+    given |= {flag.removeprefix("no") for flag in given}  # absl's --noFLAG for a boolean
     clash = [flag for flag in study.flags_of_axes() if flag in given]
     if clash:
         raise InputError(

@@ -78,14 +78,15 @@ def _ensemble(runs: list[dict]) -> float | None:
 
 
 def confidence_interval(values: list[float]) -> tuple[float, float] | None:
-    """Return the LEVEL confidence interval of the mean of `values` (Student's t), or None."""
+    """Return the LEVEL confidence interval of the mean of accuracies `values` (Student's t),
+    clipped to [0, 1]; None for fewer than 2 values."""
     if len(values) < 2:
         return None
     mean, sem = float(np.mean(values)), float(stats.sem(values))
     if sem == 0:
         return mean, mean
     low, high = stats.t.interval(LEVEL, len(values) - 1, loc=mean, scale=sem)
-    return float(low), float(high)
+    return max(float(low), 0.0), min(float(high), 1.0)
 
 
 def prediction_interval(values: list[float]) -> tuple[float, float] | None:
@@ -255,10 +256,11 @@ EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "latex": "tex"}
 
 LEGEND = (
     "Each cell: test accuracy, mean ± std over the seeds that finished (their number) "
-    f"[{LEVEL:.0%} confidence interval of the mean, Student's t]; diverged runs are counted beside "
-    f"them, never averaged. {BEST}: the best mean of its row; {NOT_WORSE}: not significantly worse "
-    f"than that best (Welch's one-sided t-test, p ≥ {ALPHA:g}); unmarked cells are significantly "
-    "worse, or untestable (fewer than 2 finished seeds)."
+    f"[{LEVEL:.0%} confidence interval of the mean, Student's t, clipped to [0, 1]]; diverged "
+    f"runs are counted beside them, never averaged. {BEST}: the best mean of its row; "
+    f"{NOT_WORSE}: not significantly worse than that best (Welch's one-sided t-test, "
+    f"p ≥ {ALPHA:g}); unmarked cells are significantly worse, or untestable (fewer than 2 "
+    "finished seeds)."
 )
 
 
@@ -299,13 +301,19 @@ def _mark_row(cells: list[dict]) -> None:
         cell["mark"] = BEST if cell is best else NOT_WORSE if p is not None and p >= ALPHA else ""
 
 
-def pivot(records: list[dict], study: grids.Study) -> list[dict]:
+def pivot(
+    records: list[dict], study: grids.Study, configs: dict[str, dict] | None = None
+) -> list[dict]:
     """Return the study's matrices: the first axis down, the second across (a lone axis across),
     one matrix per combination of values of any further axes; the last record of each seed counts.
+
+    With `configs` (each row's settings by row name), records of other settings are left out.
     """
+    wanted = {name: results.protocol(config) for name, config in (configs or {}).items()}
     by_name: dict[str, dict[int, dict]] = {}
     for record in records:
-        by_name.setdefault(record["name"], {})[record["seed"]] = record
+        if configs is None or wanted.get(record["name"]) == results.protocol(record["config"]):
+            by_name.setdefault(record["name"], {})[record["seed"]] = record
     axes = study.axes if len(study.axes) > 1 else (grids.Axis("", ("",)), *study.axes)
     down, across, rest = axes[0], axes[1], axes[2:]
     matrices = []

@@ -58,6 +58,7 @@ def test_an_empty_value_is_a_cell_of_its_own():
         (["act=relu,relu"], [], "--axis 'act=relu,relu' repeats a value"),
         (["act=relu", "act=tanh"], [], "--axis act is given twice"),
         (["act=relu,tanh"], ["--act=elu"], "--act is an axis of the study and also given after"),
+        (["batch_norm=true,false"], ["--nobatch_norm"], "--batch_norm is an axis of the study"),
     ],
 )
 def test_a_bad_axis_is_refused_in_one_line(axes, extra, message):
@@ -184,6 +185,16 @@ def test_identical_constant_cells_are_not_worse_and_all_diverged_cells_are_unmar
     assert tables.cell_text(matrix["cells"][2][0]) == "—"
 
 
+def test_records_of_other_settings_are_left_out_of_the_pivot():
+    records = study_records(TWO_AXES, KNOWN)
+    configs = {r["name"]: r["config"] for r in records}
+    other = [{**r, "config": {**r["config"], "lr": 0.1}, "test_accuracy": 0.5} for r in records]
+    (matrix,) = tables.pivot(records + other, TWO_AXES, configs)
+    assert matrix["cells"][0][0]["mean"] == pytest.approx(0.971)
+    (mixed,) = tables.pivot(records + other, TWO_AXES)  # every record counts, the last per seed
+    assert mixed["cells"][0][0]["mean"] == pytest.approx(0.5)
+
+
 def test_further_axes_make_one_matrix_per_value_and_a_lone_axis_one_row():
     three = grids.parse_study(["act=relu,tanh", "hidden=64", "lr=0.1,0.5"])
     accuracies = {row.name: [0.9, 0.91] for row in three.rows()}
@@ -225,3 +236,13 @@ def test_prediction_interval_is_mean_plus_minus_t_s_root_one_plus_one_over_n():
         pytest.approx(np.mean(values) + half),
     )
     assert tables.prediction_interval([0.98]) is None
+
+
+def test_confidence_interval_of_accuracies_stays_within_zero_and_one():
+    stuck_then_escaped = [0.1135, 0.1135, 0.9700]
+    low, high = stats.t.interval(
+        0.95, 2, loc=np.mean(stuck_then_escaped), scale=stats.sem(stuck_then_escaped)
+    )
+    assert low < 0 and high > 1  # Student's t alone would leave [0, 1]
+    assert tables.confidence_interval(stuck_then_escaped) == (0.0, 1.0)
+    assert tables.confidence_interval([0.98, 0.98]) == (0.98, 0.98)

@@ -1,0 +1,65 @@
+"""The published results stay true: each committed table is what its committed records give, each
+study is complete, and each finding quotes its table."""
+
+import dataclasses
+import os
+import re
+
+import pytest
+
+from experiments import cli
+from mlp_jax import grids, results, tables
+from tests.conftest import REPO
+
+RESULTS = os.path.join(REPO, "results")
+GRIDS = ("seed_table", "course_extras", "best_cpu")
+EXPORTS = ("table.md", "table.csv", "table.json", "table.tex", "table.png", "README.md")
+
+
+def read(*path: str) -> str:
+    with open(os.path.join(RESULTS, *path), encoding="utf-8") as f:
+        return f.read()
+
+
+def header(table: str) -> list[str]:
+    """The provenance lines above a committed table."""
+    return table.split("\n\n", 1)[0].splitlines()
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_committed_grid_tables_are_their_records_exported(grid):
+    committed = read(grid, "table.md")
+    records = results.read(os.path.join(RESULTS, grid, "results.jsonl"))
+    assert tables.to_markdown(tables.build(records, grid), header(committed)) == committed
+
+
+def study_matrices(name: str) -> list[dict]:
+    study = grids.STUDIES[name]
+    configs = {row.name: dataclasses.asdict(cli.row_config(row, [])) for row in study.rows()}
+    records = results.read(os.path.join(RESULTS, "studies", name, "results.jsonl"))
+    return tables.pivot(records, study, configs)
+
+
+@pytest.mark.parametrize("name", list(grids.STUDIES))
+def test_published_studies_are_whole_and_their_records_exported(name):
+    for export in EXPORTS:
+        assert os.path.getsize(os.path.join(RESULTS, "studies", name, export)) > 0, export
+    committed = read("studies", name, "table.md")
+    top = header(committed)
+    assert top[0].startswith(
+        f"Command: `./launch.sh {name} --seeds 3 --out results/studies/{name}`"
+    )
+    assert [line.split(":")[0] for line in top] == ["Command", "Date", "Machine", "Total wall time"]
+    matrices = study_matrices(name)
+    assert tables.study_markdown(matrices, top) == committed
+    cells = [cell for matrix in matrices for row in matrix["cells"] for cell in row]
+    assert all(cell["n"] + cell["diverged"] >= 3 for cell in cells)
+
+
+@pytest.mark.parametrize("name", list(grids.STUDIES))
+def test_each_figure_of_a_studys_findings_is_in_its_table(name):
+    findings = read("studies", name, "README.md").split("## Findings", 1)[1]
+    table = read("studies", name, "table.md")
+    quoted = re.findall(r"\b0\.\d{4}\b", findings)
+    assert quoted, "the findings quote no accuracy"
+    assert [q for q in quoted if q not in table] == []
