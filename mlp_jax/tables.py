@@ -401,9 +401,8 @@ def study_latex(matrices: list[dict], header: list[str]) -> str:
     out = [f"% {h}" for h in header] + [f"% {LEGEND} ({BEST}: star, {NOT_WORSE}: circle)"]
     for matrix in matrices:
         out += [f"% {_title(matrix)}", r"\begin{tabular}{l" + "l" * len(matrix["columns"]) + "}"]
-        out += [r"\hline", " & ".join(_tex(c) for c in [matrix["down"], *matrix["columns"]])]
-        out[-1] += r" \\"
-        out.append(r"\hline")
+        corner = [matrix["down"], *matrix["columns"]]
+        out += [r"\hline", " & ".join(_tex(c) for c in corner) + r" \\", r"\hline"]
         for label, cells in zip(matrix["rows"], matrix["cells"], strict=True):
             out.append(" & ".join(_tex(c) for c in [label, *map(cell_text, cells)]) + r" \\")
         out += [r"\hline", r"\end{tabular}", ""]
