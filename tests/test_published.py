@@ -63,3 +63,16 @@ def test_each_figure_of_a_studys_findings_is_in_its_table(name):
     quoted = re.findall(r"\b0\.\d{4}\b", findings)
     assert quoted, "the findings quote no accuracy"
     assert [q for q in quoted if q not in table] == []
+
+
+def words(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("name", list(grids.STUDIES))
+def test_readme_shows_each_studys_heatmap_and_findings(name):
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        lessons = f.read().split("## The lessons, measured", 1)[1].split("\n## ", 1)[0]
+    findings = read("studies", name, "README.md").split("## Findings", 1)[1]
+    assert f"(results/studies/{name}/table.png)" in lessons
+    assert words(findings) in words(lessons)
