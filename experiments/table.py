@@ -50,6 +50,8 @@ def main(argv: list[str]) -> None:
         )
     if not os.path.isfile(FLAGS.results):
         raise InputError(f"missing results file {FLAGS.results!r}")
+    if FLAGS.axis and not FLAGS.grid:
+        raise InputError("--axis needs --grid, the study's name; accepted: --grid=NAME --axis=...")
     records = results.read(FLAGS.results)
     study = grids.study(FLAGS.grid, FLAGS.axis, extra) if FLAGS.grid else None
     if study:

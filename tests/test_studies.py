@@ -11,6 +11,7 @@ from scipy import stats
 from experiments import cli
 from mlp_jax import activations, grids, plots, tables
 from mlp_jax.errors import InputError
+from tests.conftest import run_module
 from tests.test_tables import record
 
 TWO_AXES = grids.parse_study(["act=relu,tanh,sigmoid", "hidden=64,64/64"])
@@ -246,3 +247,20 @@ def test_confidence_interval_of_accuracies_stays_within_zero_and_one():
     assert low < 0 and high > 1  # Student's t alone would leave [0, 1]
     assert tables.confidence_interval(stuck_then_escaped) == (0.0, 1.0)
     assert tables.confidence_interval([0.98, 0.98]) == (0.98, 0.98)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--axis=act=relu"], "--axis needs --grid, the study's name"),
+        (["--grid=mine", "--axis=actx=relu"], "'actx' is not a flag a study can vary"),
+        (["--grid=mine", "--axis=act=relu", "--", "--act=tanh"], "--act is an axis of the study"),
+    ],
+)
+def test_table_export_refuses_a_bad_study_in_one_line(tmp_path, args, message):
+    path = tmp_path / "results.jsonl"
+    path.write_text("")
+    proc = run_module("experiments.table", f"--results={path}", *args)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
