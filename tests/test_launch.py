@@ -37,10 +37,9 @@ def count_records(path) -> int:
     return len(results.read(path)) if os.path.exists(path) else 0
 
 
-def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist_dir):
-    out = tmp_path / "grid"
-    args = ["seed_table", "--seeds", "1", "--out", str(out), "--", "--steps=50"]
-    path = str(out / "results.jsonl")
+def launch_killed_after_two_records(args: list[str], path: str) -> int:
+    """Start `launch.sh args`, stop it (and its runs) once `path` holds two records; return how
+    many it holds then."""
     first = subprocess.Popen(
         [os.path.join(REPO, "launch.sh"), *args],
         cwd=REPO,
@@ -54,7 +53,14 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGTERM)
     first.wait(timeout=60)
-    killed_at = count_records(path)
+    return count_records(path)
+
+
+def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist_dir):
+    out = tmp_path / "grid"
+    args = ["seed_table", "--seeds", "1", "--out", str(out), "--", "--steps=50"]
+    path = str(out / "results.jsonl")
+    killed_at = launch_killed_after_two_records(args, path)
     assert 2 <= killed_at < ROWS
 
     resumed = launch(*args[:5], "--jobs", "2", *args[5:])
@@ -99,20 +105,7 @@ def test_a_killed_study_resumes_and_exports_its_pivot(tmp_path):
     axes = ["--axis", "act=relu,tanh", "--axis", "hidden=16,16/16"]
     args = ["study", "mine", *axes, "--seeds", "2", "--out", str(out), "--", "--steps=50"]
     path = str(out / "results.jsonl")
-    first = subprocess.Popen(
-        [os.path.join(REPO, "launch.sh"), *args],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env=ENV,
-    )
-    deadline = time.time() + 300
-    while count_records(path) < 2 and time.time() < deadline and first.poll() is None:
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGTERM)
-    first.wait(timeout=60)
-    killed_at = count_records(path)
+    killed_at = launch_killed_after_two_records(args, path)
     assert killed_at in (2, 4, 6)  # whole cells: a cell's two seeds are recorded together
 
     resumed = launch(*args)
