@@ -92,10 +92,9 @@ def confidence_interval(values: list[float]) -> tuple[float, float] | None:
 def prediction_interval(values: list[float]) -> tuple[float, float] | None:
     """Return the LEVEL interval that one more run of the same kind falls in: mean ± t·s·√(1 + 1/n);
     None for n < 2."""
-    n = len(values)
-    if n < 2:
+    if len(values) < 2:
         return None
-    mean, std = float(np.mean(values)), float(np.std(values, ddof=1))
+    mean, std, n = results.summarize(values)
     half = float(stats.t.ppf((1 + LEVEL) / 2, n - 1)) * std * math.sqrt(1 + 1 / n)
     return mean - half, mean + half
 
