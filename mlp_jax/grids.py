@@ -7,6 +7,7 @@ values; its rows are its cells, named from their values, and its table pivots th
 --axis FLAG=V1,V2 ...` runs a study typed on the command line.
 """
 
+from collections.abc import Sequence
 import dataclasses
 import itertools
 import re
@@ -98,7 +99,7 @@ def parse_axis(text: str) -> Axis:
     return Axis(flag, parsed)
 
 
-def parse_study(texts: list[str]) -> Study:
+def parse_study(texts: Sequence[str]) -> Study:
     """Return the study of the `--axis` texts, each flag on one axis only."""
     axes = tuple(parse_axis(text) for text in texts)
     flags = [axis.flag for axis in axes]
@@ -108,7 +109,7 @@ def parse_study(texts: list[str]) -> Study:
     return Study(axes)
 
 
-def check_extra(study: Study, extra: list[str]) -> None:
+def check_extra(study: Study, extra: Sequence[str]) -> None:
     """Refuse flags after `--` that set an axis of `study` (they would override every cell)."""
     given = {arg.removeprefix("--").partition("=")[0] for arg in extra}
     given |= {flag.removeprefix("no") for flag in given}  # absl's --noFLAG for a boolean
@@ -290,7 +291,7 @@ STUDIES: dict[str, Study] = {
         ),
         {"hidden": DEPTHS[-1]},
     ),
-    # Dropout helps a wide net and hurts a narrow one: drop rates per width of two layers.
+    # What dropout costs or gains at each width: drop rates per width of two layers.
     "dropout_width": Study(
         (
             Axis("hidden", ("32,32", "128,128", "512,512")),
@@ -310,7 +311,7 @@ STUDIES: dict[str, Study] = {
 NAME_FORMAT = "letters, digits, '_', '.' and '-'"
 
 
-def study(name: str, axis_texts: list[str] = (), extra: list[str] = ()) -> Study | None:
+def study(name: str, axis_texts: Sequence[str] = (), extra: Sequence[str] = ()) -> Study | None:
     """Return the study called `name`, typed as `axis_texts` or named in STUDIES; None for a grid.
 
     `extra` are the flags given to every run, which must not set an axis.
@@ -320,15 +321,17 @@ def study(name: str, axis_texts: list[str] = (), extra: list[str] = ()) -> Study
             raise InputError(f"study name {name!r} is a named grid or study; choose another name")
         if not re.fullmatch(r"[\w.-]+", name):
             raise InputError(f"study name {name!r} is not a folder name; accepted: {NAME_FORMAT}")
-        found = parse_study(list(axis_texts))
+        found = parse_study(axis_texts)
     else:
         found = STUDIES.get(name)
     if found:
-        check_extra(found, list(extra))
+        check_extra(found, extra)
     return found
 
 
-def rows_of(name: str, axis_texts: list[str] = (), extra: list[str] = ()) -> tuple[Row, ...]:
+def rows_of(
+    name: str, axis_texts: Sequence[str] = (), extra: Sequence[str] = ()
+) -> tuple[Row, ...]:
     """Return the rows of grid `name`, or the cells of study `name` (typed or named)."""
     found = study(name, axis_texts, extra)
     return found.rows() if found else get(name)
