@@ -11,7 +11,7 @@ from absl import logging as absl_logging
 
 from mlp_jax import checkpoints, config, grids, parallel, results, settings, tables
 from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 
 DATA_ENV = "MLP_JAX_DATA"
 
@@ -97,10 +97,10 @@ def provenance() -> list[str]:
     return tables.provenance(command(), [results.environment()])
 
 
-def fail(message: str) -> None:
-    """Print one error line to stderr and exit with code 2."""
+def fail(message: str, code: int = INPUT_EXIT_CODE) -> None:
+    """Print one error line to stderr and exit with `code` (2: bad input; 3: a machine fault)."""
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -112,7 +112,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def run(main: Callable[[list[str]], None]) -> None:
     """Run `main` under absl (joining a multi-host run if one is set up); bad flags and
-    InputError end in one line and exit code 2."""
+    InputError end in one line and exit code 2, MachineError in one line and exit code 3."""
     logging.getLogger("jax").setLevel(logging.WARNING)  # not "no TPU found" on every CPU run
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
 
@@ -122,5 +122,7 @@ def run(main: Callable[[list[str]], None]) -> None:
             main(argv)
         except InputError as e:
             fail(str(e))
+        except MachineError as e:
+            fail(str(e), MACHINE_EXIT_CODE)
 
     app.run(guarded, flags_parser=_parse_flags)
