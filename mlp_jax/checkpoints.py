@@ -5,18 +5,28 @@ state, TensorBoard event files and records, written by one process at a time.
                           library versions
     DIR/checkpoints/N/    the state after step N: replicas (parameters, optimiser state, weight
                           average, epoch order, keys) and progress (step, history, divergence)
+    DIR/checkpoints/N/digest.json   written last: the SHA-256 of every other file of the
+                          checkpoint and the settings it was trained under, itself sealed
     DIR/tensorboard/seed_S/   one event stream per replica
     DIR/results.jsonl     the run's records
 
 Orbax writes each checkpoint to a temporary folder and renames it when complete, so a crash
-while writing leaves the previous checkpoints as they were.
+while writing leaves the previous checkpoints as they were. A checkpoint is used only when its
+files match its digest: the files on disk are hashed, not the arrays read back, as Orbax reads
+garbled bytes back without complaint. One without its digest (cut off before it, or half
+deleted) or not matching it is damaged: it is skipped for the one before it, with one warning,
+and deleted when the folder is opened for training, so the run ends as one never interrupted.
 """
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
+import hashlib
 import json
+import logging
 import os
+import shutil
 import warnings
 
 import jax
@@ -31,6 +41,7 @@ from mlp_jax.data import IMAGE_SHAPE, Dataset
 from mlp_jax.errors import InputError
 
 CONFIG_FILE = "config.json"
+DIGEST_FILE = "digest.json"
 # Settings a resumed run may change: they move no number the run computes.
 RESUMABLE = ("name", "data_dir", "devices", "parallel", "checkpoint_every", "keep_checkpoints")
 WHICH = ("latest", "best")
@@ -86,12 +97,15 @@ class Workdir:
         self.config_path = os.path.join(path, CONFIG_FILE)
         self.command, self.versions = command, versions
         if os.path.exists(self.config_path):
-            differ = differing_settings(read_config(path)["config"], cfg)
-            if differ:
-                raise InputError(
-                    f"--workdir {path!r} holds a run with other settings: {', '.join(differ)}; "
-                    "use those settings to resume it, or another --workdir"
-                )
+            saved = read_config(path)["config"]
+        else:  # config.json deleted: the checkpoints still know their settings
+            saved = recorded_settings(path)
+        differ = differing_settings(saved, cfg) if saved else []
+        if differ:
+            raise InputError(
+                f"--workdir {path!r} holds a run with other settings: {', '.join(differ)}; "
+                "use those settings to resume it, or another --workdir"
+            )
         self.manager = manager(path, cfg.keep_checkpoints)
         self.writers: dict[int, tensorboardX.SummaryWriter] = {}
 
@@ -108,7 +122,7 @@ class Workdir:
             with open(self.config_path + ".tmp", "w", encoding="utf-8") as f:
                 f.write(json.dumps(settings, indent=1) + "\n")
             os.replace(self.config_path + ".tmp", self.config_path)
-        return restore(self.manager, fresh, self.path)
+        return restore(self.manager, fresh, self.path, owner=True)
 
     def save(self, replicas: train.Replica, progress: train.Progress) -> None:
         """Save a checkpoint of `replicas` and `progress` at `progress.step`."""
@@ -126,6 +140,11 @@ class Workdir:
             force=True,
         )
         self.manager.wait_until_finished()
+        settings = {
+            "config": dataclasses.asdict(self.cfg),
+            "train_images": replicas.order.shape[-1],
+        }
+        write_digest(step_folder(self.manager, progress.step), settings)
 
     def log(self, entry: dict) -> None:
         """Write one evaluation's scalars to each replica's TensorBoard event stream."""
@@ -165,6 +184,18 @@ def _metric(metrics: dict) -> float:
     return metrics["val_accuracy"]
 
 
+@contextlib.contextmanager
+def _orbax_quiet():
+    """Hold back Orbax's log lines below errors: a damaged checkpoint gets one line, ours."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def manager(path: str, keep: int = 3) -> ocp.CheckpointManager:
     """Return the Orbax manager of `path`/checkpoints: the latest `keep` and the best kept."""
     policy = preservation_policy.AnyPreservationPolicy(
@@ -178,42 +209,157 @@ def manager(path: str, keep: int = 3) -> ocp.CheckpointManager:
         best_fn=_metric,
         enable_async_checkpointing=False,
     )
-    return ocp.CheckpointManager(
-        os.path.abspath(os.path.join(path, "checkpoints")), options=options
-    )
+    with _orbax_quiet():  # a half-deleted checkpoint's missing metadata: one log line per load
+        return ocp.CheckpointManager(
+            os.path.abspath(os.path.join(path, "checkpoints")), options=options
+        )
+
+
+def step_folder(mgr: ocp.CheckpointManager, step: int) -> str:
+    """Return the folder of checkpoint `step`."""
+    return os.path.join(mgr.directory, str(step))
+
+
+def _file_hashes(folder: str) -> dict[str, str]:
+    """Return the SHA-256 of every file in `folder` but its digest, by relative path."""
+    hashes = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            file = os.path.join(root, name)
+            if os.path.relpath(file, folder) != DIGEST_FILE:
+                with open(file, "rb") as f:
+                    hashes[os.path.relpath(file, folder)] = hashlib.file_digest(
+                        f, "sha256"
+                    ).hexdigest()
+    return dict(sorted(hashes.items()))
+
+
+def _seal(settings: dict, files: dict[str, str]) -> str:
+    """Return the SHA-256 of a checkpoint's settings and file hashes together."""
+    text = json.dumps({"settings": settings, "files": files}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_digest(folder: str, settings: dict) -> None:
+    """Write the digest of the finished checkpoint `folder` under `settings`, atomically."""
+    settings = json.loads(json.dumps(settings))  # tuples as JSON gives them back
+    files = _file_hashes(folder)
+    digest = {"settings": settings, "files": files, "sha256": _seal(settings, files)}
+    path = os.path.join(folder, DIGEST_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(json.dumps(digest, indent=1) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def _read_digest(folder: str) -> dict:
+    """Return the digest of checkpoint `folder`; ValueError if it is missing or not sealed."""
+    try:
+        with open(os.path.join(folder, DIGEST_FILE), encoding="utf-8") as f:
+            digest = json.load(f)
+        sealed = digest["sha256"] == _seal(digest["settings"], digest["files"])
+    except FileNotFoundError:
+        raise ValueError("it has no digest: unfinished or half deleted") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError("its digest is unreadable") from None
+    if not sealed:
+        raise ValueError("its digest does not match itself")
+    return digest
+
+
+def why_damaged(folder: str) -> str | None:
+    """Return why checkpoint `folder` cannot be trusted, or None when its files match its
+    digest."""
+    try:
+        digest = _read_digest(folder)
+        files = _file_hashes(folder)
+    except ValueError as e:
+        return str(e)
+    except OSError as e:
+        return f"a file is unreadable: {e.strerror}"
+    missing = sorted(set(digest["files"]) - set(files))
+    if missing:
+        return f"{len(missing)} files missing, {missing[0]} first"
+    changed = [name for name, sha in digest["files"].items() if files[name] != sha]
+    if changed:
+        return f"{len(changed)} files differ from the digest, {changed[0]} first"
+    return None
+
+
+def recorded_settings(path: str) -> dict | None:
+    """Return the settings recorded by the latest checkpoint of work folder `path` with a sealed
+    digest, or None when it has none."""
+    folder = os.path.join(path, "checkpoints")
+    steps = [int(s) for s in os.listdir(folder) if s.isdigit()] if os.path.isdir(folder) else []
+    for step in sorted(steps, reverse=True):
+        with contextlib.suppress(ValueError):
+            return _read_digest(os.path.join(folder, str(step)))["settings"]["config"]
+    return None
 
 
 def _restore_step(mgr: ocp.CheckpointManager, step: int, fresh: train.Replica):
     abstract = jax.tree.map(_abstract_raw, fresh)
-    restored = mgr.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
-        ),
-    )
+    with _orbax_quiet():
+        restored = mgr.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
+            ),
+        )
     return _typed(restored.state, fresh), train.Progress(**restored.progress)
 
 
+def _first_usable(mgr: ocp.CheckpointManager, steps: list[int], fresh: train.Replica):
+    """Return the first of `steps` that is undamaged and readable, its replicas and progress
+    (None when none is), and why each step before it was skipped."""
+    skipped = {}
+    for step in steps:
+        why = why_damaged(step_folder(mgr, step))
+        if why is None:
+            try:
+                return step, _restore_step(mgr, step, fresh), skipped
+            except Exception as e:  # Orbax or a shape: any reader error
+                why = f"unreadable ({type(e).__name__})"
+        skipped[step] = why
+    return None, None, skipped
+
+
 def restore(
-    mgr: ocp.CheckpointManager, fresh: train.Replica, path: str, which: str = "latest"
+    mgr: ocp.CheckpointManager,
+    fresh: train.Replica,
+    path: str,
+    which: str = "latest",
+    owner: bool = False,
 ) -> tuple[train.Replica, train.Progress] | None:
     """Restore the latest (or best) checkpoint shaped like `fresh`; fall back to earlier ones,
-    with a warning, when it cannot be read; None when there is none."""
+    with one warning, when it is damaged; None when there is none. The `owner` of the folder
+    (a run training into it) deletes the damaged checkpoints, half-deleted ones included."""
     steps = sorted(mgr.all_steps(), reverse=True)
     if which == "best" and mgr.best_step() is not None:
         steps = [mgr.best_step()] + [s for s in steps if s != mgr.best_step()]
-    for step in steps:
-        try:
-            return _restore_step(mgr, step, fresh)
-        except Exception as e:  # a damaged checkpoint: any reader error
-            warnings.warn(
-                f"{path}: checkpoint {step} cannot be read ({type(e).__name__}); trying an "
-                "earlier one",
-                stacklevel=2,
-            )
-    if steps:
-        raise InputError(f"--workdir {path!r} has no usable checkpoint: all {len(steps)} damaged")
-    return None
+    step, restored, skipped = _first_usable(mgr, steps, fresh)
+    if step is None and steps:
+        fresh_start = "; delete the folder to train from scratch" if owner else ""
+        reasons = ", ".join(f"{s}: {why}" for s, why in skipped.items())
+        raise InputError(
+            f"--workdir {path!r} has no usable checkpoint: all {len(steps)} damaged ({reasons})"
+            + fresh_start
+        )
+    if skipped:
+        reasons = "; ".join(f"checkpoint {s} cannot be read: {why}" for s, why in skipped.items())
+        warnings.warn(
+            f"{path}: {reasons}; using checkpoint {step}"
+            + (", the others deleted" if owner else ""),
+            stacklevel=2,
+        )
+    if owner:
+        older = [s for s in steps if s < step and why_damaged(step_folder(mgr, s))]
+        for damaged in [*skipped, *older]:  # older: half deleted by a killed run, never read
+            shutil.rmtree(step_folder(mgr, damaged))
+        if skipped or older:
+            mgr.reload()
+    return restored
 
 
 @dataclasses.dataclass
@@ -226,13 +372,28 @@ class Saved:
     seeds: list[int]
 
 
+def saved_config(settings: dict) -> Config:
+    """Return the Config of a run's saved settings."""
+    return Config(**{**settings["config"], "hidden": tuple(settings["config"]["hidden"])})
+
+
 def read_config(path: str) -> dict:
-    """Return the config.json of the work folder `path`."""
+    """Return the config.json of the work folder `path`, checked to hold a run's settings."""
     config_path = os.path.join(path, CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise InputError(f"--workdir {path!r} holds no run ({CONFIG_FILE} is missing)")
-    with open(config_path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            settings = json.load(f)
+        saved_config(settings)
+        if not isinstance(settings["train_images"], int):
+            raise TypeError("train_images is not a whole number")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(
+            f"{config_path} is damaged ({type(e).__name__}: {e}); it should hold the run's "
+            "settings as written by experiments.mlp"
+        ) from None
+    return settings
 
 
 def load(path: str, which: str = "latest") -> Saved:
@@ -240,7 +401,7 @@ def load(path: str, which: str = "latest") -> Saved:
     if which not in WHICH:
         raise InputError(f"unknown --checkpoint {which!r}; accepted: {', '.join(WHICH)}")
     settings = read_config(path)
-    cfg = Config(**{**settings["config"], "hidden": tuple(settings["config"]["hidden"])})
+    cfg = saved_config(settings)
     mgr = manager(path)  # read-only mode would log two warnings; loading saves nothing
     try:
         restored = restore(mgr, abstract_replicas(cfg, settings["train_images"]), path, which)

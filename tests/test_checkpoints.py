@@ -2,14 +2,17 @@
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
+import re
 import shutil
 import signal
 import struct
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -105,7 +108,7 @@ def damage(step_folder) -> None:
                     f.write(b"damaged")
 
 
-def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, trained):
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, tiny, trained):
     folder = copy_of(trained, tmp_path)
     damage(os.path.join(folder, "checkpoints", "60"))
     with pytest.warns(UserWarning, match="checkpoint 60 cannot be read"):
@@ -113,8 +116,107 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(tmp_path, trai
     assert saved.progress.step == 50
     for step in os.listdir(os.path.join(folder, "checkpoints")):
         damage(os.path.join(folder, "checkpoints", step))
-    with pytest.warns(UserWarning), pytest.raises(InputError, match="no usable checkpoint"):
-        checkpoints.load(folder)
+    with warnings.catch_warnings():  # one error line, naming every checkpoint's damage: no more
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match="no usable checkpoint: all 3 damaged"):
+            checkpoints.load(folder)
+    assert len(os.listdir(os.path.join(folder, "checkpoints"))) == 3  # load deletes nothing
+    with pytest.raises(InputError, match=r"all 3 damaged .*; delete the folder to train from"):
+        fit_into(folder, tiny)
+    assert len(os.listdir(os.path.join(folder, "checkpoints"))) == 3  # training neither
+
+
+def data_file(step_folder) -> str:
+    """Return the largest file of a checkpoint: the arrays' data."""
+    files = [os.path.join(root, name) for root, _, names in os.walk(step_folder) for name in names]
+    return max(files, key=os.path.getsize)
+
+
+def garble(step_folder) -> None:
+    """Overwrite 4 KB inside the checkpoint's data file, leaving its size."""
+    with open(data_file(step_folder), "r+b") as f:
+        f.seek(8192)
+        f.write(np.random.default_rng(0).bytes(4096))
+
+
+def truncate(step_folder) -> None:
+    """Cut the checkpoint's data file to half."""
+    path = data_file(step_folder)
+    os.truncate(path, os.path.getsize(path) // 2)
+
+
+def unfinished(step_folder) -> None:
+    """Remove the digest, as a kill between Orbax's save and the digest's write leaves it."""
+    os.remove(os.path.join(step_folder, checkpoints.DIGEST_FILE))
+
+
+@needs_cpu
+@pytest.mark.parametrize(
+    "harm, why",
+    [(garble, "1 files differ"), (truncate, "1 files differ"), (unfinished, "no digest")],
+)
+def test_a_damaged_latest_checkpoint_is_replaced_and_the_run_ends_as_uninterrupted(
+    tmp_path, tiny, trained, harm, why
+):
+    """The run falls back with one warning, deletes the damaged checkpoint, retrains from 50."""
+    folder = copy_of(trained, tmp_path)
+    harm(os.path.join(folder, "checkpoints", "60"))
+    with pytest.warns(UserWarning) as caught:
+        resumed = fit_into(folder, tiny)
+    assert len(caught) == 1
+    assert re.fullmatch(
+        f"{re.escape(folder)}: checkpoint 60 cannot be read: [^;]*{why}[^;]*; "
+        "using checkpoint 50, the others deleted",
+        str(caught[0].message),
+    ), caught[0].message
+    whole = trained[1]
+    assert resumed.steps == 60 and resumed.trained_steps == 10
+    assert_same_replicas(resumed.replicas, whole.replicas)
+    assert resumed.history == whole.history
+    assert resumed.ensemble_test_accuracy == whole.ensemble_test_accuracy
+    with warnings.catch_warnings():  # the new checkpoint 60 is whole: no warning any more
+        warnings.simplefilter("error")
+        assert_same_replicas(checkpoints.load(folder).replicas, whole.replicas)
+        assert fit_into(folder, tiny).trained_steps == 0
+
+
+def test_a_half_deleted_checkpoint_is_removed_by_training_and_never_warns(
+    tmp_path, tiny, trained, caplog
+):
+    """A kill -9 while Orbax deletes an old checkpoint: some of its files are gone."""
+    folder = copy_of(trained, tmp_path)
+    half = os.path.join(folder, "checkpoints", "45")
+    shutil.copytree(os.path.join(folder, "checkpoints", "50"), half)
+    for name in ("_CHECKPOINT_METADATA", "metrics/metrics", "progress/metadata"):
+        os.remove(os.path.join(half, name))
+    os.remove(data_file(half))
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("error")
+        assert checkpoints.load(folder).progress.step == 60
+        assert os.path.isdir(half)  # loading deletes nothing
+        assert fit_into(folder, tiny).trained_steps == 0
+    assert not os.path.exists(half)
+    assert caplog.records == []  # not Orbax's "Metadata file does not exist"
+
+
+def test_without_config_json_the_checkpoints_settings_are_checked(tmp_path, trained):
+    folder = copy_of(trained, tmp_path)
+    os.remove(os.path.join(folder, "config.json"))
+    other = dataclasses.replace(TINY, lr=0.1)
+    with pytest.raises(InputError, match=r"other settings: --lr 0.5 \(here 0.1\); use those"):
+        open_workdir(folder, other)
+    open_workdir(folder, dataclasses.replace(TINY, name="x")).close()
+
+
+@pytest.mark.parametrize(
+    "text", ["{not json", "[]", '{"config": {"hidden": [8], "colour": 1}, "train_images": 40}']
+)
+def test_a_damaged_config_json_is_one_input_error_naming_it(tmp_path, trained, text):
+    folder = copy_of(trained, tmp_path)
+    pathlib.Path(folder, "config.json").write_text(text)
+    for read in (checkpoints.load, lambda f: open_workdir(f).close()):
+        with pytest.raises(InputError, match=f"{folder}/config.json is damaged"):
+            read(folder)
 
 
 def test_a_folder_without_a_run_is_refused(tmp_path):
