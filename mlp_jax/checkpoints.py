@@ -225,12 +225,10 @@ def _file_hashes(folder: str) -> dict[str, str]:
     hashes = {}
     for root, _, files in os.walk(folder):
         for name in files:
-            file = os.path.join(root, name)
-            if os.path.relpath(file, folder) != DIGEST_FILE:
-                with open(file, "rb") as f:
-                    hashes[os.path.relpath(file, folder)] = hashlib.file_digest(
-                        f, "sha256"
-                    ).hexdigest()
+            relative = os.path.relpath(os.path.join(root, name), folder)
+            if relative != DIGEST_FILE:
+                with open(os.path.join(folder, relative), "rb") as f:
+                    hashes[relative] = hashlib.file_digest(f, "sha256").hexdigest()
     return dict(sorted(hashes.items()))
 
 
