@@ -230,19 +230,24 @@ def write_text(path: str, text: str) -> str:
     return path
 
 
-def _record(line: bytes) -> dict | None:
-    """Return the run record on one line of a results file, or None when it holds none."""
+def _record(line: bytes, fields: tuple[str, ...]) -> dict | str:
+    """Return the run record on one line of a results file, or why the line holds none."""
     try:
         record = json.loads(line.decode("utf-8"))
     except ValueError:  # undecodable bytes or not JSON, e.g. cut off by a crash
-        return None
-    ok = isinstance(record, dict) and all(key in record for key in REQUIRED_FIELDS)
-    return record if ok and isinstance(record["config"], dict) else None
+        return "not a run record"
+    if not isinstance(record, dict) or not all(key in record for key in REQUIRED_FIELDS):
+        return "not a run record"
+    if not isinstance(record["config"], dict):
+        return "not a run record"
+    missing = [key for key in fields if key not in record]
+    return f"a run record without {', '.join(missing)}" if missing else record
 
 
-def read(path: str) -> list[dict]:
-    """Return the records of a JSON-lines file, warning of each line that holds none (cut off,
-    not JSON, not a record); a complete last record without its newline is kept."""
+def read(path: str, fields: tuple[str, ...] = ()) -> list[dict]:
+    """Return the records of a JSON-lines file that have REQUIRED_FIELDS and `fields`, warning of
+    each line skipped (cut off, not JSON, not a record, a field missing); a complete last record
+    without its newline is kept."""
     with open(path, "rb") as f:
         fcntl.flock(f, fcntl.LOCK_SH)  # never half of an append in progress
         lines = f.read().split(b"\n")
@@ -250,9 +255,9 @@ def read(path: str) -> list[dict]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        record = _record(line)
-        if record is None:
-            warnings.warn(f"{path}:{number}: skipped, not a run record", stacklevel=2)
+        record = _record(line, fields)
+        if isinstance(record, str):
+            warnings.warn(f"{path}:{number}: skipped, {record}", stacklevel=2)
         else:
             records.append(record)
     return records
