@@ -4,6 +4,8 @@ and the one line (exit code 2 or 3, no traceback) every entry point ends such a 
 import errno
 import json
 import os
+import subprocess
+import warnings
 
 import jax
 import pytest
@@ -12,6 +14,7 @@ from experiments import cli
 from mlp_jax import checkpoints, memory, results
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError, MachineError
+from tests.conftest import run_module
 
 CFG = Config(hidden=(4,), steps=10, eval_every=10, num_seeds=2)
 
@@ -180,3 +183,97 @@ def test_table_records_without_a_needed_field_are_skipped_with_a_warning(tmp_pat
         kept = results.read(str(path), ("test_accuracy", "diverged"))
     assert kept == [whole]
     assert [str(w.message) for w in caught] == [f"{path}:2: skipped, a run record without diverged"]
+
+
+# Through real processes, on a full disk.
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs (root only), unmounted afterwards."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.slow
+def test_records_are_never_cut_on_a_full_filesystem(full_disk):
+    path, filler = full_disk / "r.jsonl", full_disk / "filler"
+    big = {**finished_records()[0], "pad": "x" * 5000}
+    appended = 0
+    with pytest.raises(MachineError, match="No space left on device; the file is as it was"):
+        while True:  # until the disk is full
+            results.append([{**big, "seed": appended}] * 2, str(path))
+            appended += 1
+    assert appended > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every record whole: no line skipped
+        kept = results.read(str(path))
+    assert [r["seed"] for r in kept] == [s for s in range(appended) for _ in range(2)]
+    with pytest.raises(OSError):  # fill what is left, then free some space
+        filler.write_bytes(b"0" * 100_000)
+    filler.unlink()
+    results.append([finished_records("after")[0]], str(path))
+    assert results.read(str(path)) == [*kept, finished_records("after")[0]]
+
+
+TINY_RUN = ("--hidden=16", "--steps=20", "--eval_every=10", "--num_seeds=2")
+
+
+def one_line(proc: subprocess.CompletedProcess, code: int) -> str:
+    """Assert `proc` ended with one error line and exit `code`; return the line."""
+    assert proc.returncode == code and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_a_run_whose_record_failed_records_it_when_started_again(mnist_dir, tmp_path):
+    data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
+    out, work = tmp_path / "out.jsonl", str(tmp_path / "work")
+    out.symlink_to("/dev/full")
+    args = [*TINY_RUN, f"--workdir={work}", f"--out={out}", *data_flag]
+    line = one_line(run_module("experiments.mlp", *args), 3)
+    assert (
+        line
+        == f"error: cannot append 2 records to {out}: No space left on device; nothing was written"
+    )
+    out.unlink()  # the disk has room again
+    again = run_module("experiments.mlp", *args)
+    assert again.returncode == 0 and "step " not in again.stdout, again.stderr
+    first = results.read(os.path.join(work, "results.jsonl"))
+    assert results.read(str(out)) == first and len(first) == 2
+    third = run_module("experiments.mlp", *args)
+    assert "holds this finished run already: nothing trained or recorded" in third.stdout
+    assert results.read(str(out)) == first
+
+
+@pytest.mark.slow
+def test_a_work_folder_on_a_full_disk_is_one_line_and_exit_3(mnist_dir, full_disk, tmp_path):
+    data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
+    proc = run_module(
+        "experiments.mlp",
+        "--hidden=256",
+        "--steps=10",
+        f"--workdir={full_disk / 'work'}",
+        f"--out={tmp_path / 'out.jsonl'}",
+        *data_flag,
+    )
+    assert "MiB free on its disk" in one_line(proc, 3)
+
+
+@pytest.mark.slow
+def test_table_to_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(finished_records()[0]) + "\n")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run_module("experiments.table", f"--results={path}", f"--out={blocker}/t.md")
+    assert f"--out '{blocker}/t.md' cannot be written" in one_line(proc, 2)

@@ -191,36 +191,3 @@ def test_append_after_a_cut_off_line_starts_a_new_one(tmp_path):
     results.append([record("b")], str(path))
     with pytest.warns(UserWarning, match=f"{path}:2: skipped"):
         assert results.read(str(path)) == [record("a"), record("b")]
-
-
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs (root only), unmounted afterwards."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True
-    )
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode().strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
-
-
-@pytest.mark.slow
-def test_records_are_never_cut_on_a_full_filesystem(full_disk):
-    path, filler = full_disk / "r.jsonl", full_disk / "filler"
-    big = {**record("x"), "pad": "x" * 5000}
-    appended = 0
-    with pytest.raises(MachineError, match="No space left on device; the file is as it was"):
-        while True:  # until the disk is full
-            results.append([{**big, "seed": appended}] * 2, str(path))
-            appended += 1
-    assert appended > 0
-    kept = results.read(str(path))  # every record whole: no warning
-    assert [r["seed"] for r in kept] == [s for s in range(appended) for _ in range(2)]
-    with pytest.raises(OSError):  # fill what is left, then free some space
-        filler.write_bytes(b"0" * 100_000)
-    filler.unlink()
-    results.append([record("after")], str(path))
-    assert results.read(str(path)) == [*kept, record("after")]
