@@ -277,3 +277,11 @@ def test_table_to_an_unwritable_out_is_one_line_and_exit_2(tmp_path):
     blocker.write_text("")
     proc = run_module("experiments.table", f"--results={path}", f"--out={blocker}/t.md")
     assert f"--out '{blocker}/t.md' cannot be written" in one_line(proc, 2)
+
+
+@pytest.mark.slow
+def test_evaluate_to_an_unwritable_plot_dir_is_refused_before_loading(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = run_module("experiments.evaluate", f"--workdir={tmp_path}", f"--plot_dir={blocker}/figs")
+    assert f"--plot_dir '{blocker}/figs' cannot be written" in one_line(proc, 2)
