@@ -1,15 +1,21 @@
-"""What every entry point shares: Config flags, the data folder, and one-line input errors."""
+"""What every entry point shares: Config flags, the data folder, recording a run, and one-line
+errors (exit code 2 for bad input, 3 for a fault of the machine)."""
 
 from collections.abc import Callable
 import dataclasses
+import errno
+import functools
 import logging
 import os
+import re
 import sys
+import tempfile
 
 from absl import app, flags
 from absl import logging as absl_logging
+import jax
 
-from mlp_jax import checkpoints, config, grids, parallel, results, settings, tables
+from mlp_jax import checkpoints, config, grids, memory, parallel, results, settings, tables, train
 from mlp_jax.config import Config
 from mlp_jax.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 
@@ -52,6 +58,49 @@ def open_workdir(path: str | None, cfg: Config) -> checkpoints.Workdir | None:
     if not path:
         return None
     return checkpoints.Workdir(path, cfg, command(), results.environment()["versions"])
+
+
+def record(records: list[dict], out: str, workdir: checkpoints.Workdir | None) -> bool:
+    """Append a finished run's records to `out` (and its work folder's file), each file once;
+    return False when every file held them already (a finished run started again)."""
+    if workdir is None:
+        results.append(records, out)
+        return True
+    return workdir.record(records, out)
+
+
+class CheckedStore:
+    """A work folder whose checkpoint saves first check that the disk has room: Orbax meets a
+    full disk with many lines of tracebacks from its threads."""
+
+    def __init__(self, workdir: checkpoints.Workdir):
+        self.workdir = workdir
+
+    def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
+        return self.workdir.restore(fresh)
+
+    def save(self, replicas: train.Replica, progress: train.Progress) -> None:
+        memory.check_disk(self.workdir.path, memory.tree_bytes(replicas) + 2**20)
+        self.workdir.save(replicas, progress)
+
+
+def checked_store(workdir: checkpoints.Workdir | None) -> CheckedStore | None:
+    """Return `workdir` as `train.fit`'s store, its saves checked for disk space; None without."""
+    return workdir and CheckedStore(workdir)
+
+
+def check_writable(folder: str, flag: str, value: str) -> None:
+    """Raise InputError unless files can be written in `folder` (made if missing), where the
+    flag `flag` with `value` writes."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"--{flag} {value!r} cannot be written ({e.strerror}); accepted: a path in a "
+            "writable folder"
+        ) from None
 
 
 def data_dir(flag_value: str | None) -> str | None:
@@ -108,21 +157,56 @@ def _parse_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv)
     except flags.Error as e:
         fail(str(e))
+    except SystemExit as e:  # absl's --help and --helpfull print the help, then exit 1
+        sys.exit(0 if e.code == 1 else e.code)
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-    """Run `main` under absl (joining a multi-host run if one is set up); bad flags and
-    InputError end in one line and exit code 2, MachineError in one line and exit code 3."""
+# Errors of the operating system that are faults of the machine, not of the input.
+MACHINE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
+def machine_fault(error: Exception) -> str | None:
+    """Return the one line of a fault of the machine (a full disk, no memory left), else None."""
+    if isinstance(error, OSError) and error.errno in MACHINE_ERRNOS:
+        return f"cannot write {error.filename}: {error.strerror}" if error.filename else str(error)
+    text = str(error).splitlines()[0] if str(error) else ""
+    code = re.search(r"os_error_code='(\d+)'", text)  # how TensorStore (Orbax) reports one
+    if code and int(code.group(1)) in MACHINE_ERRNOS:
+        return f"{os.strerror(int(code.group(1)))}: {text}"
+    if isinstance(error, jax.errors.JaxRuntimeError) and text.startswith("RESOURCE_EXHAUSTED"):
+        return (
+            f"out of memory ({text}); accepted: fewer --num_seeds, smaller --hidden or "
+            "--batch_size, or a machine with more memory"
+        )
+    return None
+
+
+def guarded(main: Callable[[list[str]], None], argv: list[str], positional: bool) -> None:
+    """Call `main`, turning bad input and faults of the machine into one line and an exit code;
+    stray arguments are bad input unless `main` takes `positional` ones."""
+    try:
+        if len(argv) > 1 and not positional:
+            raise InputError(
+                f"unexpected argument(s) {' '.join(argv[1:])!r}; accepted: flags only "
+                "(--help lists them)"
+            )
+        parallel.initialize_distributed()
+        main(argv)
+    except InputError as e:
+        fail(str(e))
+    except MachineError as e:
+        fail(str(e), MACHINE_EXIT_CODE)
+    except Exception as e:
+        message = machine_fault(e)
+        if message is None:
+            raise
+        fail(message, MACHINE_EXIT_CODE)
+
+
+def run(main: Callable[[list[str]], None], positional: bool = False) -> None:
+    """Run `main` under absl (joining a multi-host run if one is set up): bad flags, stray
+    arguments (unless `main` takes `positional` ones) and InputError end in one line and exit
+    code 2, MachineError and other faults of the machine in one line and exit code 3."""
     logging.getLogger("jax").setLevel(logging.WARNING)  # not "no TPU found" on every CPU run
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
-
-    def guarded(argv):
-        try:
-            parallel.initialize_distributed()
-            main(argv)
-        except InputError as e:
-            fail(str(e))
-        except MachineError as e:
-            fail(str(e), MACHINE_EXIT_CODE)
-
-    app.run(guarded, flags_parser=_parse_flags)
+    app.run(functools.partial(guarded, main, positional=positional), flags_parser=_parse_flags)

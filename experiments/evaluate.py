@@ -43,6 +43,8 @@ def accuracy(correct: int, total: int) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.plot_dir:
+        cli.check_writable(FLAGS.plot_dir, "plot_dir", FLAGS.plot_dir)
     saved = checkpoints.load(FLAGS.workdir, FLAGS.checkpoint)
     cfg, progress = saved.cfg, saved.progress
     dataset = data.load(

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from experiments import cli
-from mlp_jax import data, plots, results, train
+from mlp_jax import data, memory, parallel, plots, results, train
 from mlp_jax.errors import InputError
 
 flags.DEFINE_string("out", "runs/results.jsonl", "JSON-lines file the run records are appended to.")
@@ -51,6 +51,8 @@ def main(argv: list[str]) -> None:
     cfg = cli.config_from_flags()
     if FLAGS.plot_dir and jax.process_count() > 1:
         raise InputError("--plot_dir works in single-process runs; drop it in a multi-host run")
+    if FLAGS.plot_dir:
+        cli.check_writable(FLAGS.plot_dir, "plot_dir", FLAGS.plot_dir)
     if jax.process_index() == 0:  # a multi-host run records once
         results.check_appendable(FLAGS.out)
     print("config:", cfg.describe())
@@ -58,6 +60,7 @@ def main(argv: list[str]) -> None:
     print(f"platform: {env['platform']} device: {env['device']}")
     workdir = cli.open_workdir(FLAGS.workdir, cfg)
     dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
+    memory.check_memory(cfg, dataset, parallel.select_devices(cfg.devices))
     total = cfg.total_steps(dataset.train_x.shape[0])
 
     def report(entry: dict) -> None:
@@ -65,13 +68,11 @@ def main(argv: list[str]) -> None:
         if workdir:
             workdir.log(entry)
 
-    fit = train.fit(cfg, dataset, on_eval=report, store=workdir)
+    fit = train.fit(cfg, dataset, on_eval=report, store=cli.checked_store(workdir))
     records = results.run_records(cfg, fit, cfg.dataset)
-    if jax.process_index() == 0:  # a multi-host run records once
-        if workdir is None or workdir.record(records):
-            results.append(records, FLAGS.out)
-        else:
-            print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
+    # A multi-host run records once.
+    if jax.process_index() == 0 and not cli.record(records, FLAGS.out, workdir):
+        print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
     if workdir:
         workdir.close()
     if FLAGS.plot_dir:

@@ -48,9 +48,7 @@ def main(argv: list[str]) -> None:
         variant_records = results.run_records(cfg, fit, cfg.dataset)
         for r, record in enumerate(variant_records):
             record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
-        if workdir is None or workdir.record(variant_records):
-            results.append(variant_records, records_path)
-        else:
+        if not cli.record(variant_records, records_path, workdir):
             print(f"{folder} holds this finished variant already: nothing trained or recorded")
         if workdir:
             workdir.close()

@@ -52,7 +52,9 @@ def main(argv: list[str]) -> None:
         raise InputError(f"missing results file {FLAGS.results!r}")
     if FLAGS.axis and not FLAGS.grid:
         raise InputError("--axis needs --grid, the study's name; accepted: --grid=NAME --axis=...")
-    records = results.read(FLAGS.results)
+    if FLAGS.out:
+        cli.check_writable(os.path.dirname(os.path.abspath(FLAGS.out)), "out", FLAGS.out)
+    records = results.read(FLAGS.results, tables.FIELDS)
     study = grids.study(FLAGS.grid, FLAGS.axis, extra) if FLAGS.grid else None
     if study:
         configs = {r.name: dataclasses.asdict(cli.row_config(r, extra)) for r in study.rows()}
@@ -77,4 +79,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, positional=True)

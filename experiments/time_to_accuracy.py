@@ -68,8 +68,8 @@ def main(argv: list[str]) -> None:
                 else f"never reached {FLAGS.target} in {fit.steps} steps"
             )
         )
-    if workdir is None or workdir.record(records):
-        results.append(records, FLAGS.out)
+    if not cli.record(records, FLAGS.out, workdir):
+        print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
     if workdir:
         workdir.close()
     print(

@@ -162,14 +162,25 @@ class Workdir:
                 writer.add_scalar(key, entry[key], entry["step"])
             writer.flush()
 
-    def record(self, records: list[dict]) -> bool:
-        """Append a finished run's records to the folder's results.jsonl unless they are there
-        already (a finished run started again); return whether they are new."""
-        path = os.path.join(self.path, "results.jsonl")
-        done = {(r["seed"], r["steps"]) for r in results.read(path)} if os.path.exists(path) else ()
-        if all((r["seed"], r["steps"]) in done for r in records):
-            return False
-        results.append(records, path)
+    def record(self, records: list[dict], out: str) -> bool:
+        """Append a finished run's records to the folder's results.jsonl and to `out`, each
+        file once (REACHED lists the `out` files reached): a run started again after a
+        failed append to `out` appends what its first start recorded; return whether any file
+        got records now."""
+        own = os.path.join(self.path, "results.jsonl")
+        kept = results.read(own) if os.path.exists(own) else []
+        done = {(r["seed"], r["steps"]) for r in kept}
+        new = not all((r["seed"], r["steps"]) in done for r in records)
+        if new:
+            results.append(records, own)
+        else:
+            wanted = {(r["seed"], r["steps"]) for r in records}
+            records = [r for r in kept if (r["seed"], r["steps"]) in wanted]
+        reached = _reached(self.path)
+        if os.path.realpath(out) in reached | {os.path.realpath(own)}:
+            return new
+        results.append(records, out)
+        _mark_reached(self.path, reached | {os.path.realpath(out)})
         return True
 
     def close(self) -> None:
@@ -178,6 +189,25 @@ class Workdir:
             writer.close()
         self.manager.close()
         self._lock.close()
+
+
+REACHED = "recorded.json"  # in a work folder: the --out files its records reached
+
+
+def _reached(path: str) -> set[str]:
+    """Return the real paths of the --out files the records of work folder `path` reached."""
+    if not os.path.exists(os.path.join(path, REACHED)):
+        return set()
+    with open(os.path.join(path, REACHED), encoding="utf-8") as f:
+        return set(json.load(f))
+
+
+def _mark_reached(path: str, reached: set[str]) -> None:
+    """Write the --out files the records of work folder `path` reached, atomically."""
+    marker = os.path.join(path, REACHED)
+    with open(marker + ".tmp", "w", encoding="utf-8") as f:
+        f.write(json.dumps(sorted(reached), indent=1) + "\n")
+    os.replace(marker + ".tmp", marker)
 
 
 def _metric(metrics: dict) -> float:

@@ -19,6 +19,8 @@ LOSSES = ("cross_entropy", "mse")
 GRADS = ("autodiff", "manual")
 MATMUL_DTYPES = ("float32", "bfloat16")
 PARALLEL = ("batch", "seeds")
+# jax.random.key takes int32 seeds exactly (larger ones wrap onto smaller ones, or overflow).
+MAX_SEED = 2**31 - 1
 HIDDEN_FORMAT = "comma-separated positive integers such as 625,441; empty for no hidden layer"
 
 
@@ -138,7 +140,12 @@ class Config(Strengths):
     keep_checkpoints: int = setting(
         3, "With --workdir: keep this many latest checkpoints, and the best.", within=POSITIVE
     )
-    seed: int = setting(0, "Seed of the first replica; replica i uses seed + i.")
+    seed: int = setting(
+        0,
+        "Seed of the first replica; replica i uses seed + i.",
+        within=NON_NEGATIVE,
+        accepts=f"0..{MAX_SEED}, seed + num_seeds - 1 too",
+    )
     num_seeds: int = setting(1, "Independent replicas trained at once with vmap.", within=POSITIVE)
     matmul_dtype: str = setting(
         "float32",
@@ -160,6 +167,12 @@ class Config(Strengths):
         super().__post_init__()  # every field against its own metadata
         if any(h <= 0 for h in self.hidden):
             raise InputError(f"--hidden {self.hidden!r} has a size <= 0; accepted: {HIDDEN_FORMAT}")
+        last_seed = self.seed + self.num_seeds - 1
+        if last_seed > MAX_SEED:
+            raise InputError(
+                f"--seed {self.seed} with --num_seeds {self.num_seeds} reaches seed {last_seed}; "
+                f"accepted: seeds 0..{MAX_SEED}"
+            )
         unknown = [k for k in self.augmentations() if k not in AUGMENTATIONS]
         if unknown:
             raise InputError(

@@ -34,10 +34,12 @@ REQUIRED_FIELDS.
 
 import dataclasses
 import datetime
+import errno
 import fcntl
 import json
 import math
 import os
+import stat
 import warnings
 
 import flax
@@ -46,7 +48,7 @@ import numpy as np
 import optax
 
 from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.errors import InputError, MachineError
 from mlp_jax.train import FitResult
 
 RECORD_FIELDS = (
@@ -161,16 +163,48 @@ def run_records(cfg: Config, result: FitResult, dataset: str) -> list[dict]:
 
 
 def append(records: list[dict], path: str) -> None:
-    """Append `records` to the JSON-lines file `path` in one locked write, then fsync."""
+    """Append `records` to the JSON-lines file `path` whole or not at all: one locked write,
+    checked and fsynced; on a failure the file is cut back to its size before and MachineError
+    names the file and the cause."""
     payload = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records).encode()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, payload)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # never glue a record onto a fragment
+            payload = b"\n" + payload
+        try:
+            _write_all(fd, payload)
+            os.fsync(fd)
+        except OSError as e:
+            raise MachineError(
+                f"cannot append {len(records)} record{'s' * (len(records) != 1)} to {path}: "
+                f"{e.strerror}; {_restore_size(fd, size)}"
+            ) from None
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    """Write all of `payload`, continuing after short writes; OSError when no byte goes."""
+    view = memoryview(payload)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _restore_size(fd: int, size: int) -> str:
+    """Cut a regular file back to `size` bytes; return what state the file is left in."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return "nothing was written"
+    try:
+        os.ftruncate(fd, size)
+    except OSError as e:
+        return f"cutting it back failed too ({e.strerror}): its last line may be cut off"
+    return "the file is as it was"
 
 
 def check_appendable(path: str) -> None:
@@ -196,28 +230,34 @@ def write_text(path: str, text: str) -> str:
     return path
 
 
-def _record(line: bytes) -> dict | None:
-    """Return the run record on one line of a results file, or None when it holds none."""
+def _record(line: bytes, fields: tuple[str, ...]) -> dict | str:
+    """Return the run record on one line of a results file, or why the line holds none."""
     try:
         record = json.loads(line.decode("utf-8"))
     except ValueError:  # undecodable bytes or not JSON, e.g. cut off by a crash
-        return None
-    ok = isinstance(record, dict) and all(key in record for key in REQUIRED_FIELDS)
-    return record if ok and isinstance(record["config"], dict) else None
+        return "not a run record"
+    if not isinstance(record, dict) or not all(key in record for key in REQUIRED_FIELDS):
+        return "not a run record"
+    if not isinstance(record["config"], dict):
+        return "not a run record"
+    missing = [key for key in fields if key not in record]
+    return f"a run record without {', '.join(missing)}" if missing else record
 
 
-def read(path: str) -> list[dict]:
-    """Return the records of a JSON-lines file, warning of each line that holds none; a last line
-    without its newline (cut off by a crash, or still being written) is skipped silently."""
+def read(path: str, fields: tuple[str, ...] = ()) -> list[dict]:
+    """Return the records of a JSON-lines file that have REQUIRED_FIELDS and `fields`, warning of
+    each line skipped (cut off, not JSON, not a record, a field missing); a complete last record
+    without its newline is kept."""
     with open(path, "rb") as f:
-        lines = f.read().split(b"\n")[:-1]
+        fcntl.flock(f, fcntl.LOCK_SH)  # never half of an append in progress
+        lines = f.read().split(b"\n")
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        record = _record(line)
-        if record is None:
-            warnings.warn(f"{path}:{number}: skipped, not a run record", stacklevel=2)
+        record = _record(line, fields)
+        if isinstance(record, str):
+            warnings.warn(f"{path}:{number}: skipped, {record}", stacklevel=2)
         else:
             records.append(record)
     return records

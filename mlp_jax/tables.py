@@ -8,6 +8,7 @@ CSV, JSON and LaTeX.
 """
 
 import csv
+import dataclasses
 import datetime
 import io
 import itertools
@@ -21,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from mlp_jax import grids, results
+from mlp_jax.config import Config
 
 LEVEL = 0.95  # of every interval
 ALPHA = 0.05  # a cell is significantly worse than its row's best when Welch's p < ALPHA
@@ -37,6 +39,20 @@ HEADERS = [
     *("mlp_jax mean ± std (n)", "ensemble", "Δ pp", "95% prediction interval", "published in it"),
     *("train s/run", "platform", "diverged"),
 ]
+
+
+# The record fields a table reads (besides results.REQUIRED_FIELDS); others may be missing.
+FIELDS = (
+    "test_accuracy",
+    "diverged",
+    "steps",
+    "n_params",
+    "train_seconds",
+    "replicas_trained_together",
+    "platform",
+    "device",
+    "cpus",
+)
 
 
 def command_line(module: str, argv: list[str]) -> str:
@@ -101,7 +117,8 @@ def prediction_interval(values: list[float]) -> tuple[float, float] | None:
 
 def _line(name: str, runs: list[dict]) -> dict:
     """Summarise the runs of one row."""
-    config, row = runs[-1]["config"], grids.find_row(name)
+    config = {**dataclasses.asdict(Config()), **runs[-1]["config"]}  # older records lack some
+    row = grids.find_row(name)
     finished = [r["test_accuracy"] for r in runs if not r["diverged"]]
     mean, std, n = results.summarize(finished) if finished else (None, None, 0)
     published = row.published if row else None

@@ -7,6 +7,8 @@ import os
 import subprocess
 
 from absl import flags
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -59,6 +61,13 @@ BAD_FLAGS = [
     (["--salt_pepper=1.5"], "--salt_pepper 1.5 is out of range; accepted: [0, 1)"),
     (["--grad=manual", "--matmul_dtype=bfloat16"], "--grad=manual covers plain float32 MLPs"),
     (["--grad=manual", "--act=prelu"], "--grad=manual has no hand-written derivative for 'prelu'"),
+    (["--seed=-1"], "--seed -1 is out of range; accepted: >= 0"),
+    (
+        ["--seed=99999999999"],
+        "--seed 99999999999 with --num_seeds 1 reaches seed 99999999999; accepted: seeds "
+        "0..2147483647",
+    ),
+    (["--seed=2147483647", "--num_seeds=2"], "reaches seed 2147483648; accepted: seeds 0.."),
 ]
 
 
@@ -83,6 +92,13 @@ def test_every_setting_is_one_flag_with_its_help_default_and_bounds(field, monke
         below = within.low if within.low_open else within.low - 1
         with pytest.raises(InputError, match=f"--{field.name} .* accepted: "):
             cli.config_from_args([f"--{field.name}={below}"])
+
+
+def test_the_largest_seed_is_what_jax_takes_exactly():
+    cfg = cli.config_from_args(["--seed=2147483646", "--num_seeds=2"])
+    keys = [jax.random.key_data(jax.random.key(s)) for s in (cfg.seed, cfg.seed + 1)]
+    assert [int(k[-1]) for k in keys] == [2**31 - 2, 2**31 - 1]
+    assert jnp.array([cfg.seed + 1]).dtype == jnp.int32
 
 
 def test_only_defines_the_named_flags():
@@ -186,6 +202,9 @@ def test_short_run_prints_and_records(mnist_dir, tmp_path):
         (["--out=/tmp"], "--out '/tmp' is a folder"),
         (["--out=/proc/no/runs.jsonl"], "--out '/proc/no/runs.jsonl' cannot be written"),
         (["--data_dir=/no/such/folder"], "missing data folder '/no/such/folder'"),
+        (["625", "441"], "unexpected argument(s) '625 441'; accepted: flags only"),
+        (["--seed=99999999999"], "--seed 99999999999 with --num_seeds 1 reaches seed"),
+        (["--plot_dir=/proc/no/figures"], "--plot_dir '/proc/no/figures' cannot be written"),
     ],
     ids=lambda a: a[0] if isinstance(a, list) else None,
 )
@@ -209,3 +228,22 @@ def test_offline_without_data_folder_says_what_to_do(tmp_path):
         pytest.skip("this machine can download; the offline message cannot show")
     env = {"MLP_JAX_DATA": "", "TFDS_DATA_DIR": str(tmp_path)}
     check_one_line_error(run_cli("--steps=10", env=env), "--data_dir (or the MLP_JAX_DATA")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args", [["--num_seeds=100000", "--hidden=8"], ["--hidden=100000,100000", "--num_seeds=2"]]
+)
+def test_a_run_too_big_for_memory_is_one_line_and_exit_3(mnist_dir, args):
+    data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
+    proc = run_cli(*data_flag, *args)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "of memory," in errors[0] and "available" in errors[0]
+    assert "step " not in proc.stdout  # refused before any training
+
+
+@pytest.mark.slow
+def test_help_exits_0():
+    proc = run_cli("--help")
+    assert proc.returncode == 0 and "--hidden" in proc.stdout, proc.stderr

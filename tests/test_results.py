@@ -1,8 +1,10 @@
 """Run records: schema, divergence, atomic appends."""
 
 import dataclasses
+import errno
 import json
 import multiprocessing
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import pytest
 
 from mlp_jax import results, train
 from mlp_jax.config import Config
+from mlp_jax.errors import MachineError
 from tests.conftest import REPO
 
 TINY = Config(hidden=(8,), act="tanh", batch_size=10, steps=30, eval_every=10, num_seeds=2)
@@ -70,14 +73,19 @@ def test_concurrent_appends_never_interleave(tmp_path):
     assert all(a == b for a, b in zip(records[::2], records[1::2], strict=True))
 
 
-def test_read_skips_a_last_line_cut_off_by_a_crash_silently(tmp_path):
+def test_read_keeps_a_complete_last_record_without_its_newline(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text(
-        json.dumps(record("a")) + "\n" + json.dumps(record("b")) + '\n{"name": "c", "se'
-    )
+    path.write_text(json.dumps(record("a")) + "\n" + json.dumps(record("b")))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert results.read(str(path)) == [record("a"), record("b")]
+
+
+def test_read_warns_of_a_last_line_cut_off_by_a_crash(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(record("a")) + "\n" + '{"name": "c", "se')
+    with pytest.warns(UserWarning, match=f"{path}:2: skipped, not a run record"):
+        assert results.read(str(path)) == [record("a")]
 
 
 BAD_LINES = {
@@ -134,3 +142,52 @@ def test_older_records_match_under_the_defaults_of_newer_settings():
     assert results.done_seeds(records, "row", config) == {0}
     assert results.done_seeds(records, "row", {**config, "matmul_dtype": "bfloat16"}) == set()
     assert results.done_seeds(records, "row", {**config, "devices": 4}) == {0}
+
+
+# Appends are whole or not at all.
+
+
+def test_append_continues_after_short_writes(tmp_path, monkeypatch):
+    path = tmp_path / "r.jsonl"
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))
+    results.append([record("a"), record("b")], str(path))
+    assert results.read(str(path)) == [record("a"), record("b")]
+
+
+@pytest.mark.parametrize("fault", ["write", "fsync"])
+def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch, fault):
+    path = tmp_path / "r.jsonl"
+    results.append([record("a")], str(path))
+    before = path.read_bytes()
+    real_write = os.write
+    writes = []
+
+    def full_disk(fd, data):  # the first write lands in part, the next finds the disk full
+        if writes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        writes.append(real_write(fd, bytes(data[: len(data) // 2])))
+        return writes[-1]
+
+    def failing_fsync(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    if fault == "write":
+        monkeypatch.setattr(os, "write", full_disk)
+    else:
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+    cause = "No space left on device" if fault == "write" else "Input/output error"
+    with pytest.raises(MachineError) as error:
+        results.append([record("b"), record("c")], str(path))
+    assert str(error.value) == (
+        f"cannot append 2 records to {path}: {cause}; the file is as it was"
+    )
+    assert path.read_bytes() == before
+
+
+def test_append_after_a_cut_off_line_starts_a_new_one(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(record("a")) + "\n" + '{"name": "c", "se')
+    results.append([record("b")], str(path))
+    with pytest.warns(UserWarning, match=f"{path}:2: skipped"):
+        assert results.read(str(path)) == [record("a"), record("b")]
