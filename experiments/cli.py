@@ -10,12 +10,13 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 from absl import app, flags
 from absl import logging as absl_logging
 import jax
 
-from mlp_jax import checkpoints, config, grids, memory, parallel, results, settings, tables, train
+from mlp_jax import checkpoints, config, grids, parallel, results, settings, tables
 from mlp_jax.config import Config
 from mlp_jax.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 
@@ -67,26 +68,6 @@ def record(records: list[dict], out: str, workdir: checkpoints.Workdir | None) -
         results.append(records, out)
         return True
     return workdir.record(records, out)
-
-
-class CheckedStore:
-    """A work folder whose checkpoint saves first check that the disk has room: Orbax meets a
-    full disk with many lines of tracebacks from its threads."""
-
-    def __init__(self, workdir: checkpoints.Workdir):
-        self.workdir = workdir
-
-    def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
-        return self.workdir.restore(fresh)
-
-    def save(self, replicas: train.Replica, progress: train.Progress) -> None:
-        memory.check_disk(self.workdir.path, memory.tree_bytes(replicas) + 2**20)
-        self.workdir.save(replicas, progress)
-
-
-def checked_store(workdir: checkpoints.Workdir | None) -> CheckedStore | None:
-    """Return `workdir` as `train.fit`'s store, its saves checked for disk space; None without."""
-    return workdir and CheckedStore(workdir)
 
 
 def check_writable(folder: str, flag: str, value: str) -> None:
@@ -203,10 +184,16 @@ def guarded(main: Callable[[list[str]], None], argv: list[str], positional: bool
         fail(message, MACHINE_EXIT_CODE)
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Format a warning as one line for the user, without the source line behind it."""
+    return f"warning: {message}\n"
+
+
 def run(main: Callable[[list[str]], None], positional: bool = False) -> None:
     """Run `main` under absl (joining a multi-host run if one is set up): bad flags, stray
     arguments (unless `main` takes `positional` ones) and InputError end in one line and exit
     code 2, MachineError and other faults of the machine in one line and exit code 3."""
     logging.getLogger("jax").setLevel(logging.WARNING)  # not "no TPU found" on every CPU run
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
+    warnings.formatwarning = one_line_warning
     app.run(functools.partial(guarded, main, positional=positional), flags_parser=_parse_flags)

@@ -68,7 +68,7 @@ def main(argv: list[str]) -> None:
         if workdir:
             workdir.log(entry)
 
-    fit = train.fit(cfg, dataset, on_eval=report, store=cli.checked_store(workdir))
+    fit = train.fit(cfg, dataset, on_eval=report, store=workdir)
     records = results.run_records(cfg, fit, cfg.dataset)
     # A multi-host run records once.
     if jax.process_index() == 0 and not cli.record(records, FLAGS.out, workdir):

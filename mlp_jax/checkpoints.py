@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 import tensorboardX
 
-from mlp_jax import results, train
+from mlp_jax import memory, results, train
 from mlp_jax.config import Config
 from mlp_jax.data import IMAGE_SHAPE, Dataset
 from mlp_jax.errors import InputError
@@ -125,7 +125,9 @@ class Workdir:
         return restore(self.manager, fresh, self.path, owner=True)
 
     def save(self, replicas: train.Replica, progress: train.Progress) -> None:
-        """Save a checkpoint of `replicas` and `progress` at `progress.step`."""
+        """Save a checkpoint of `replicas` and `progress` at `progress.step`, once the disk has
+        room for it: Orbax meets a full disk with many lines of tracebacks from its threads."""
+        memory.check_disk(self.path, memory.tree_bytes(replicas) + 2**20)
         metrics = None
         if progress.history and progress.history[-1]["step"] == progress.step:
             accuracies = [a for a in progress.history[-1]["val_accuracy"] if a == a]  # not NaN
