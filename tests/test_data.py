@@ -162,5 +162,5 @@ def test_real_mnist_splits_and_pixels(mnist_dir, mnist):
 def test_the_mnist_folder_is_refused_as_fashion_mnist(mnist_dir):
     if not mnist_dir:
         pytest.skip("reads the MNIST IDX folder of $MLP_JAX_DATA")
-    with pytest.raises(InputError, match="--dataset fashion_mnist contradicts .* mnist's"):
+    with pytest.raises(InputError, match=r"--dataset fashion_mnist contradicts .* mnist's"):
         data.load("fashion_mnist", mnist_dir)
