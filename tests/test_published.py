@@ -91,6 +91,6 @@ def test_no_runs_ensemble_is_below_its_worst_finished_replica(path):
     for (name, time), records in processes.items():
         (ensemble,) = {r.get("ensemble_test_accuracy") for r in records}
         finished = [r["test_accuracy"] for r in records if not r["diverged"]]
-        assert ensemble is None or finished and ensemble >= min(finished), (name, time)
+        assert ensemble is None or (finished and ensemble >= min(finished)), (name, time)
         members = {r.get("ensemble_members", len(finished)) for r in records}
         assert members <= {len(finished), None}, (name, time)
