@@ -2,7 +2,8 @@
 
 Reads the latest (or best) checkpoint of a work folder made with `experiments.mlp --workdir`,
 measures every replica on the run's validation and test splits with the program training used
-(so the numbers equal the recorded ones) and, with several replicas, their averaged softmax:
+(so the numbers equal the recorded ones) and, with several replicas, the averaged softmax of
+those that finished (a diverged replica's NaNs are left out):
 
     python -m experiments.evaluate --workdir=runs/mlp --checkpoint=best --corruptions \\
         --plot_dir=runs/mlp/figures --data_dir=../shared/datasets/mnist
@@ -69,23 +70,28 @@ def main(argv: list[str]) -> None:
             f"test_accuracy {accuracy(test[r], len(dataset.test_y))}"
             + (f"  (diverged at step {diverged})" if diverged is not None else "")
         )
+    members = train.finished(progress.diverged_at_step, probs)
     if len(saved.seeds) > 1:
-        ensemble = train.ensemble_accuracy(probs, dataset.test_y)
-        right = round(ensemble * len(dataset.test_y))
-        print(
-            f"ensemble of {len(saved.seeds)}: test_accuracy {accuracy(right, len(dataset.test_y))}"
-        )
+        label = train.ensemble_label(int(members.sum()), len(members))
+        ensemble = train.ensemble_accuracy(probs, dataset.test_y, members)
+        if ensemble is None:
+            print(f"{label}: none to evaluate")
+        else:
+            right = round(ensemble * len(dataset.test_y))
+            print(f"{label}: test_accuracy {accuracy(right, len(dataset.test_y))}")
     if FLAGS.corruptions:
         for kind, values in robustness.corrupted_accuracies(cfg, saved.replicas, dataset).items():
             each = "  ".join(f"{v:.4f}" for v in values)
             print(f"{kind:<16} {each}  mean {results.summarize(values)[0]:.4f}")
     if FLAGS.plot_dir:
+        # The finished replicas' committee; with none finished, the first replica, as it is.
+        shown = members if members.any() else np.arange(len(members)) == 0
         first = jax.tree.map(lambda x: x[0], saved.replicas)
         written = plots.run_figures(
             progress.history,
             np.asarray(dataset.test_x),
             np.asarray(dataset.test_y),
-            np.asarray(jnp.argmax(probs.mean(axis=0), axis=-1)),
+            np.asarray(jnp.argmax(train.committee(probs, shown), axis=-1)),
             FLAGS.plot_dir,
             name,
         )

@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
             workdir.log(entry)
 
     fit = train.fit(cfg, dataset, on_eval=report, store=workdir)
-    records = results.run_records(cfg, fit, cfg.dataset)
+    records = results.run_records(cfg, fit, cfg.dataset, dataset.digest)
     # A multi-host run records once.
     if jax.process_index() == 0 and not cli.record(records, FLAGS.out, workdir):
         print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
@@ -91,7 +91,8 @@ def main(argv: list[str]) -> None:
         f"eval {fit.eval_seconds:.1f}s  {fit.steps_per_sec:.0f} steps/s  -> {FLAGS.out}"
     )
     if fit.ensemble_test_accuracy is not None:
-        print(f"ensemble of {len(records)}: test_accuracy={fit.ensemble_test_accuracy:.4f}")
+        label = train.ensemble_label(fit.ensemble_members, len(records))
+        print(f"{label}: test_accuracy={fit.ensemble_test_accuracy:.4f}")
     for record in records:
         if record["diverged"]:
             print(f"seed={record['seed']} diverged at step {record['diverged_at_step']}")

@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         workdir = cli.open_workdir(folder, cfg)
         fit = train.fit(cfg, dataset, store=workdir)
         accuracies = robustness.corrupted_accuracies(cfg, fit.replicas, dataset)
-        variant_records = results.run_records(cfg, fit, cfg.dataset)
+        variant_records = results.run_records(cfg, fit, cfg.dataset, dataset.digest)
         for r, record in enumerate(variant_records):
             record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
         if not cli.record(variant_records, records_path, workdir):

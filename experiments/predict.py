@@ -6,7 +6,8 @@ Each IMAGE (PNG or JPEG, any size, dark ink on light paper or the reverse) is pr
 MNIST's digits were: grey levels, white digit on black, cropped to the digit, scaled to fit 20×20
 keeping its aspect ratio, centred by its centre of mass in 28×28. One line per image gives the
 three likeliest classes with their probabilities, averaged over the replicas when several were
-trained:
+trained (over those that finished: a diverged replica is left out, and a model whose every
+replica diverged is an error):
 
     digit.png: 7 (0.981)  1 (0.012)  9 (0.004)
 
@@ -20,7 +21,7 @@ from absl import flags
 import numpy as np
 
 from experiments import cli
-from mlp_jax import checkpoints, digits, train
+from mlp_jax import checkpoints, digits, evaluation, train
 from mlp_jax.errors import InputError
 
 flags.DEFINE_string("workdir", None, "Folder that `experiments.mlp --workdir` saved the model in.")
@@ -44,8 +45,16 @@ def main(argv: list[str]) -> None:
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
     if images:
-        probs = np.asarray(train.probabilities(saved.cfg, saved.replicas, np.stack(images)))
-        for name, p in zip(names, probs.mean(axis=0), strict=True):
+        probs, members = evaluation.committee(
+            saved.cfg,
+            saved.replicas,
+            saved.progress.diverged_at_step,
+            np.stack(images),
+            f"--workdir {FLAGS.workdir!r}",
+        )
+        if not members.all():
+            print(train.ensemble_label(int(members.sum()), len(members)), file=sys.stderr)
+        for name, p in zip(names, probs, strict=True):
             top = digits.top_classes(p)
             print(f"{name}: " + "  ".join(f"{c} ({q:.3f})" for c, q in top))
     if len(images) < len(paths):

@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
         return len(reached) == cfg.num_seeds
 
     fit = train.fit(cfg, dataset, on_eval=watch, store=workdir)
-    records = results.run_records(cfg, fit, cfg.dataset)
+    records = results.run_records(cfg, fit, cfg.dataset, dataset.digest)
     for r, record in enumerate(records):
         hit = reached.get(r)
         record.update(

@@ -1,6 +1,7 @@
 """MNIST-layout data: IDX files from a folder, or TFDS; split, scaled to [0, 1], on the device."""
 
 import gzip
+import hashlib
 import os
 import socket
 import zlib
@@ -19,6 +20,29 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 IMAGE_SHAPE, NUM_CLASSES = (28, 28), 10
+# The md5s each file of the known releases is known by: of the uncompressed file, of the .gz as
+# distributed. The .gz ones are torchvision's (datasets/mnist.py); MNIST's uncompressed ones are
+# those of ../shared/datasets/README.md.
+KNOWN_MD5 = {
+    "mnist": {
+        "train_images": ("6bbc9ace898e44ae57da46a324031adb", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        "train_labels": ("a25bea736e30d166cdddb491f175f624", "d53e105ee54ea40749a09fcbcd1e9432"),
+        "test_images": ("2646ac647ad5339dbf082846283269ea", "9fb629c4189551a2d022fa330f9573f3"),
+        "test_labels": ("27ae3e4e09519cfbb04c329615203637", "ec29112dd5afa0611ce80d1b7f02629c"),
+    },
+    "fashion_mnist": {
+        "train_images": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",),
+        "train_labels": ("25c81989df183df01b3e8a0aad5dffbe",),
+        "test_images": ("bef4ecab320f06d8554ea6380940ec79",),
+        "test_labels": ("bb300cfdad3c16e7a12a480ee83cd310",),
+    },
+    "kmnist": {
+        "train_images": ("bdb82020997e1d708af4cf47b453dcf7",),
+        "train_labels": ("e144d726b3acfaa3e44228e80efcd344",),
+        "test_images": ("5c965bf0a639b31b8f53240b1b52f4d7",),
+        "test_labels": ("7320c461ea6c1c855c0b718fb2a4b134",),
+    },
+}
 OFFLINE_HINT = (
     "offline? point --data_dir (or the MLP_JAX_DATA environment variable) at a folder "
     f"holding the four MNIST IDX files ({', '.join(IDX_FILES.values())}, .gz or raw)"
@@ -36,6 +60,8 @@ class Dataset:
     test_x: jax.Array
     test_y: jax.Array
     name: str = flax.struct.field(pytree_node=False, default="mnist")
+    # Each IDX file's name and the md5 of its uncompressed bytes; empty when read through TFDS.
+    digest: tuple[tuple[str, str], ...] = flax.struct.field(pytree_node=False, default=())
 
 
 def parse_idx(raw: bytes, magic: int, source: str) -> np.ndarray:
@@ -57,15 +83,25 @@ def parse_idx(raw: bytes, magic: int, source: str) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
 
-def read_idx(folder: str, stem: str, magic: int) -> np.ndarray:
-    """Read `stem` or `stem.gz` from `folder` as an IDX array."""
+def md5(raw: bytes) -> str:
+    """Return the hex md5 of `raw` (a checksum to identify files by, not a security measure)."""
+    return hashlib.md5(raw, usedforsecurity=False).hexdigest()
+
+
+def read_idx(folder: str, stem: str, magic: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Read `stem` or `stem.gz` from `folder` as an IDX array; also return the md5s the file is
+    known by: of its uncompressed bytes, then, for a .gz, of the file itself."""
     for path in (os.path.join(folder, stem + ".gz"), os.path.join(folder, stem)):
         if os.path.isfile(path):
+            compressed = path.endswith(".gz")
             try:
-                with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-                    return parse_idx(f.read(), magic, path)
+                with open(path, "rb") as f:
+                    stored = f.read()
+                raw = gzip.decompress(stored) if compressed else stored
             except (OSError, EOFError, zlib.error) as e:
                 raise InputError(f"corrupt data file {path}: {e}") from None
+            md5s = (md5(raw), md5(stored)) if compressed else (md5(raw),)
+            return parse_idx(raw, magic, path), md5s
     raise InputError(
         f"missing data file {stem}(.gz) in {folder}; a data folder needs "
         f"{', '.join(IDX_FILES.values())} (.gz or raw)"
@@ -81,17 +117,36 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, split: str) -> None:
         raise InputError(f"{split} labels go up to {labels.max()}, expected 0..{NUM_CLASSES - 1}")
 
 
-def read_idx_folder(folder: str) -> dict[str, np.ndarray]:
-    """Read the four MNIST-layout IDX files of `folder` as uint8 arrays."""
+def read_idx_folder(folder: str) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
+    """Read the four MNIST-layout IDX files of `folder` as uint8 arrays; also return the md5s
+    each file is known by (`read_idx`'s)."""
     if not os.path.isdir(folder):
         raise InputError(f"missing data folder {folder!r}; {OFFLINE_HINT}")
-    arrays = {
-        key: read_idx(folder, stem, IMAGE_MAGIC if key.endswith("images") else LABEL_MAGIC)
-        for key, stem in IDX_FILES.items()
-    }
+    arrays, md5s = {}, {}
+    for key, stem in IDX_FILES.items():
+        magic = IMAGE_MAGIC if key.endswith("images") else LABEL_MAGIC
+        arrays[key], md5s[key] = read_idx(folder, stem, magic)
     for split in ("train", "test"):
         _check_pair(arrays[f"{split}_images"], arrays[f"{split}_labels"], split)
-    return arrays
+    return arrays, md5s
+
+
+def check_release(dataset: str, folder: str, md5s: dict[str, tuple[str, ...]]) -> None:
+    """Raise InputError when a file of `folder` is a known release's other than `dataset`'s;
+    files of unknown md5 are accepted."""
+    for key, known_by in md5s.items():
+        for release, files in KNOWN_MD5.items():
+            if release != dataset and set(known_by) & set(files[key]):
+                raise InputError(
+                    f"--dataset {dataset} contradicts --data_dir {folder}: its "
+                    f"{IDX_FILES[key]} is {release}'s (md5 {known_by[0]}); accepted: "
+                    f"--dataset={release}, or a folder of {dataset}"
+                )
+
+
+def digest(md5s: dict[str, tuple[str, ...]]) -> tuple[tuple[str, str], ...]:
+    """Return each IDX file's name and the md5 of its uncompressed bytes (.gz and raw agree)."""
+    return tuple((IDX_FILES[key], known_by[0]) for key, known_by in md5s.items())
 
 
 def _reachable(host: str = "storage.googleapis.com") -> bool:
@@ -134,7 +189,12 @@ def read_tfds(name: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def to_device(arrays: dict[str, np.ndarray], validation_size: int, name: str) -> Dataset:
+def to_device(
+    arrays: dict[str, np.ndarray],
+    validation_size: int,
+    name: str,
+    digest: tuple[tuple[str, str], ...] = (),
+) -> Dataset:
     """Split off the first `validation_size` training images and move everything to the device."""
     num_train = len(arrays["train_images"])
     if validation_size >= num_train:
@@ -159,15 +219,22 @@ def to_device(arrays: dict[str, np.ndarray], validation_size: int, name: str) ->
         test_x=images(arrays["test_images"]),
         test_y=labels(arrays["test_labels"]),
         name=name,
+        digest=digest,
     )
 
 
 def load(
     dataset: str = "mnist", data_dir: str | None = None, validation_size: int = 5000
 ) -> Dataset:
-    """Load `dataset` from the IDX folder `data_dir`, or through TFDS when it is None."""
-    arrays = read_idx_folder(data_dir) if data_dir else read_tfds(dataset)
-    return to_device(arrays, validation_size, dataset)
+    """Load `dataset` from the IDX folder `data_dir`, or through TFDS when it is None.
+
+    A folder whose files are another known release than `dataset` is refused (InputError).
+    """
+    if not data_dir:
+        return to_device(read_tfds(dataset), validation_size, dataset)
+    arrays, md5s = read_idx_folder(data_dir)
+    check_release(dataset, data_dir, md5s)
+    return to_device(arrays, validation_size, dataset, digest(md5s))
 
 
 IRIS_CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")

@@ -4,6 +4,8 @@ MNIST (LeCun et al.): white digit on black, the ink's bounding box scaled to fit
 its aspect ratio, anti-aliased, then placed in 28×28 with its centre of mass at the centre.
 """
 
+import warnings
+
 import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
@@ -16,10 +18,14 @@ BOX = 20  # the longer side of the digit's bounding box
 CENTRE = (14.0, 14.0)
 MIN_CONTRAST = 0.1  # less ink/paper contrast than this (of black to white) is a blank image
 INK = 0.5  # ink is what is darker than halfway from the paper to the darkest stroke
+# PIL's modes of 16-bit grey PNGs (older PIL opens them as 32-bit "I"): 0..65535.
+SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def grey_levels(image: Image.Image) -> np.ndarray:
     """Return the image's grey levels in [0, 1], transparent parts as white paper."""
+    if image.mode in SIXTEEN_BIT:  # convert("L") would clip them at 255: black or white
+        return np.clip(np.asarray(image, dtype=np.float32) / np.float32(65535), 0.0, 1.0)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         paper = Image.new("RGBA", image.size, "white")
         image = Image.alpha_composite(paper, image.convert("RGBA"))
@@ -69,8 +75,16 @@ def preprocess(image: Image.Image) -> np.ndarray:
 def load_image(path: str) -> np.ndarray:
     """Read an image file (PNG, JPEG, ...) and preprocess it; InputError names the path."""
     try:
-        with Image.open(path) as image:
-            return preprocess(ImageOps.exif_transpose(image))
+        with warnings.catch_warnings():  # an image over the pixel limit only warns, up to twice it
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return preprocess(ImageOps.exif_transpose(image))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        limit = Image.MAX_IMAGE_PIXELS
+        raise InputError(
+            f"{path}: more pixels than PIL's limit of {limit} (a decompression bomb?); "
+            f"accepted: images of up to {limit} pixels"
+        ) from None
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except OSError:  # PIL.UnidentifiedImageError included; truncated files fail on reading

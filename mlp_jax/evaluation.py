@@ -6,6 +6,7 @@ import numpy as np
 from mlp_jax import parallel, train
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
+from mlp_jax.errors import InputError
 
 
 def measure(
@@ -17,3 +18,22 @@ def measure(
     replicas, data = jax.device_put(replicas, where.replicas), jax.device_put(data, where.whole)
     val, test = train.evaluator(cfg, where)(replicas, data)
     return np.asarray(val), np.asarray(test), train.probabilities(cfg, replicas, data.test_x)
+
+
+def committee(
+    cfg: Config,
+    replicas: train.Replica,
+    diverged_at_step: list[int | None],
+    x: np.ndarray,
+    source: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the class probabilities of the flat images `x` averaged over the replicas that
+    finished, and which those are (a mask); InputError naming `source` when none did."""
+    probs = train.probabilities(cfg, replicas, x)
+    members = train.finished(diverged_at_step, probs)
+    if not members.any():
+        raise InputError(
+            f"{source}: every replica diverged ({len(members)} of {len(members)}); there is no "
+            "finished model to use"
+        )
+    return np.asarray(train.committee(probs, members)), members

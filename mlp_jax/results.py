@@ -6,9 +6,13 @@ A record holds one seed of one run, with exactly the fields of RECORD_FIELDS (JS
     config                     object: every Config setting of the run
     seed                       int: the seed of this replica
     dataset                    str: the dataset trained on, e.g. "mnist"
+    data_digest                object | null: with --data_dir, each IDX file's name and the md5
+                               of its uncompressed bytes; null when read through TFDS
     test_accuracy              float | null: final test accuracy; null if diverged
     ensemble_test_accuracy     float | null: test accuracy of the softmax averaged over the
-                               replicas trained together; null for a lone replica
+                               finished (not diverged) replicas trained together; null for a
+                               lone replica, or when every replica diverged
+    ensemble_members           int | null: how many replicas entered that average
     val_accuracy               float | null: final validation accuracy; null if diverged
     train_loss                 float | null: mean loss over the last evaluation interval
     steps                      int: training steps
@@ -56,8 +60,10 @@ RECORD_FIELDS = (
     "config",
     "seed",
     "dataset",
+    "data_digest",
     "test_accuracy",
     "ensemble_test_accuracy",
+    "ensemble_members",
     "val_accuracy",
     "train_loss",
     "steps",
@@ -114,14 +120,22 @@ def environment() -> dict:
     }
 
 
-def run_records(cfg: Config, result: FitResult, dataset: str) -> list[dict]:
-    """Return one record per replica of `result`, in the schema of the module docstring."""
+def run_records(
+    cfg: Config,
+    result: FitResult,
+    dataset: str,
+    data_digest: tuple[tuple[str, str], ...] = (),
+) -> list[dict]:
+    """Return one record per replica of `result`, in the schema of the module docstring;
+    `data_digest` is the data's (`Dataset.digest`)."""
     shared = {
         "name": default_name(cfg),
         "config": dataclasses.asdict(cfg),
         "dataset": dataset,
+        "data_digest": dict(data_digest) or None,
         "steps": result.steps,
         "ensemble_test_accuracy": result.ensemble_test_accuracy,
+        "ensemble_members": result.ensemble_members,
         "n_params": result.n_params,
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,

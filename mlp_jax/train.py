@@ -303,9 +303,29 @@ def probabilities(cfg: Config, replicas: Replica, x: jax.Array) -> jax.Array:
     return jax.jit(jax.vmap(one))(replicas)
 
 
-def ensemble_accuracy(probs: jax.Array, labels: jax.Array) -> float:
-    """Return the accuracy of the replicas' averaged softmax (a committee of networks)."""
-    correct = int(jnp.sum(jnp.argmax(probs.mean(axis=0), axis=-1) == labels))
+def finished(diverged_at_step: Sequence[int | None], probs: jax.Array) -> np.ndarray:
+    """Return which replicas may enter an ensemble: those whose loss never diverged and whose
+    class probabilities `probs` (replicas, ...) are all finite; one NaN would poison the mean."""
+    finite = np.isfinite(np.asarray(probs)).reshape(len(diverged_at_step), -1).all(axis=1)
+    return np.array([step is None for step in diverged_at_step], bool) & finite
+
+
+def committee(probs: jax.Array, members: np.ndarray) -> jax.Array:
+    """Return the class probabilities averaged over the `members` (a mask) of the replicas."""
+    return jnp.asarray(probs)[np.flatnonzero(members)].mean(axis=0)
+
+
+def ensemble_label(members: int, replicas: int) -> str:
+    """Return how a printout names an ensemble: `ensemble of 2 of 3 finished replicas`."""
+    return f"ensemble of {members} of {replicas} finished replicas"
+
+
+def ensemble_accuracy(probs: jax.Array, labels: jax.Array, members: np.ndarray) -> float | None:
+    """Return the accuracy of the members' averaged softmax (a committee of networks); None
+    when no replica is a member."""
+    if not members.any():
+        return None
+    correct = int(jnp.sum(jnp.argmax(committee(probs, members), axis=-1) == labels))
     return correct / len(labels)  # exact, as `fraction` is
 
 
@@ -325,7 +345,8 @@ class FitResult:
     train_loss: np.ndarray  # (replicas,) mean loss over the last evaluation interval
     val_accuracy: np.ndarray
     test_accuracy: np.ndarray
-    ensemble_test_accuracy: float | None  # of the averaged softmax, with several replicas
+    ensemble_test_accuracy: float | None  # of the finished replicas' averaged softmax
+    ensemble_members: int | None  # replicas that entered it; None for a lone replica
     diverged_at_step: list[int | None]
     history: list[dict]  # per evaluation: step, and per-replica lists of the metrics
     n_params: int
@@ -501,9 +522,11 @@ def fit(
             break
 
     last = progress.history[-1]
-    ensemble = None
+    ensemble = members = None
     if len(seeds) > 1:
-        ensemble = ensemble_accuracy(probabilities(cfg, replicas, data.test_x), data.test_y)
+        probs = probabilities(cfg, replicas, data.test_x)
+        members = finished(progress.diverged_at_step, probs)
+        ensemble = ensemble_accuracy(probs, data.test_y, members)
     return FitResult(
         replicas=replicas,
         seeds=seeds,
@@ -513,6 +536,7 @@ def fit(
         val_accuracy=np.array(last["val_accuracy"]),
         test_accuracy=np.array(last["test_accuracy"]),
         ensemble_test_accuracy=ensemble,
+        ensemble_members=None if members is None else int(members.sum()),
         diverged_at_step=progress.diverged_at_step,
         history=progress.history,
         n_params=models.count_params(replicas.params["params"]) // len(seeds),

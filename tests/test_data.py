@@ -59,7 +59,7 @@ def test_parse_idx_rejects_bad_bytes(raw, message):
 @pytest.mark.parametrize("compress", [True, False])
 def test_folder_gz_or_raw_gives_scaled_splits(tmp_path, compress):
     folder = write_folder(tmp_path, compress=compress)
-    dataset = data.to_device(data.read_idx_folder(folder), validation_size=2, name="t")
+    dataset = data.to_device(data.read_idx_folder(folder)[0], validation_size=2, name="t")
     assert dataset.train_x.shape == (10, 784) and dataset.val_x.shape == (2, 784)
     assert dataset.test_x.shape == (6, 784)
     assert float(dataset.train_x.min()) >= 0.0 and float(dataset.train_x.max()) <= 1.0
@@ -69,7 +69,7 @@ def test_folder_gz_or_raw_gives_scaled_splits(tmp_path, compress):
 
 
 def test_no_validation_split(tmp_path):
-    dataset = data.to_device(data.read_idx_folder(write_folder(tmp_path)), 0, "t")
+    dataset = data.to_device(data.read_idx_folder(write_folder(tmp_path))[0], 0, "t")
     assert dataset.val_x.shape == (0, 784) and dataset.train_x.shape == (12, 784)
 
 
@@ -104,9 +104,37 @@ def test_folder_layout_checks(tmp_path, replace, message):
 
 
 def test_validation_size_must_leave_training_images(tmp_path):
-    arrays = data.read_idx_folder(write_folder(tmp_path))
+    arrays, _ = data.read_idx_folder(write_folder(tmp_path))
     with pytest.raises(InputError, match="--validation_size 12 leaves no training images"):
         data.to_device(arrays, validation_size=12, name="t")
+
+
+def test_an_unknown_digest_is_accepted_and_recorded_alike_for_gz_and_raw(tmp_path):
+    gz = data.load("mnist", write_folder(tmp_path / "gz"), 2)
+    raw = data.load("mnist", write_folder(tmp_path / "raw", compress=False), 2)
+    with open(os.path.join(tmp_path, "raw", "t10k-labels-idx1-ubyte"), "rb") as f:
+        labels_md5 = hashlib.md5(f.read()).hexdigest()
+    assert gz.digest == raw.digest
+    assert [name for name, _ in gz.digest] == list(data.IDX_FILES.values())
+    assert dict(gz.digest)["t10k-labels-idx1-ubyte"] == labels_md5
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_dataset_that_the_digest_contradicts_is_refused(tmp_path, monkeypatch, compress):
+    folder = write_folder(tmp_path, compress=compress)
+    name = "train-labels-idx1-ubyte" + (".gz" if compress else "")
+    with open(os.path.join(folder, name), "rb") as f:
+        as_stored = hashlib.md5(f.read()).hexdigest()  # of the .gz itself, when compressed
+    fashion = {**data.KNOWN_MD5["fashion_mnist"], "train_labels": (as_stored,)}
+    monkeypatch.setitem(data.KNOWN_MD5, "fashion_mnist", fashion)
+    with pytest.raises(InputError) as refused:
+        data.load("mnist", folder, 2)
+    assert str(refused.value) == (
+        f"--dataset mnist contradicts --data_dir {folder}: its train-labels-idx1-ubyte is "
+        f"fashion_mnist's (md5 {dict(data.read_idx_folder(folder)[1])['train_labels'][0]}); "
+        "accepted: --dataset=fashion_mnist, or a folder of mnist"
+    )
+    assert data.load("fashion_mnist", folder, 2).name == "fashion_mnist"
 
 
 def test_tfds_offline_says_how_to_use_local_files(monkeypatch, tmp_path):
@@ -122,6 +150,17 @@ def test_real_mnist_splits_and_pixels(mnist_dir, mnist):
     assert mnist.test_x.shape == (10000, 784)
     assert float(mnist.train_x.max()) == 1.0 and float(mnist.train_x.min()) == 0.0
     assert sorted(np.unique(np.asarray(mnist.test_y)).tolist()) == list(range(10))
-    if mnist_dir:  # the uncompressed test labels match the original distribution
+    if mnist_dir:  # the uncompressed files match the original distribution
         with gzip.open(os.path.join(mnist_dir, "t10k-labels-idx1-ubyte.gz"), "rb") as f:
             assert hashlib.md5(f.read()).hexdigest() == "27ae3e4e09519cfbb04c329615203637"
+        assert mnist.digest == tuple(
+            (data.IDX_FILES[key], known[0]) for key, known in data.KNOWN_MD5["mnist"].items()
+        )
+
+
+@pytest.mark.slow
+def test_the_mnist_folder_is_refused_as_fashion_mnist(mnist_dir):
+    if not mnist_dir:
+        pytest.skip("reads the MNIST IDX folder of $MLP_JAX_DATA")
+    with pytest.raises(InputError, match=r"--dataset fashion_mnist contradicts .* mnist's"):
+        data.load("fashion_mnist", mnist_dir)

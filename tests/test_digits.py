@@ -1,13 +1,15 @@
 """A user's own digit images: MNIST's preprocessing, and `experiments.predict` end to end."""
 
 import re
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 import pytest
 from scipy import ndimage
 
-from mlp_jax import checkpoints, digits, train
+from mlp_jax import checkpoints, data, digits, train
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
 from tests.conftest import run_module, run_ok
@@ -82,6 +84,48 @@ def test_missing_unreadable_and_blank_files_are_input_errors_naming_them(tmp_pat
             digits.load_image(str(path))
 
 
+def test_a_16_bit_png_is_scaled_not_binarised(mnist_dir, tmp_path):
+    if not mnist_dir:
+        pytest.skip("takes a test digit from the MNIST IDX folder of $MLP_JAX_DATA")
+    images, _ = data.read_idx(mnist_dir, data.IDX_FILES["test_images"], data.IMAGE_MAGIC)
+    picture = np.asarray(digits.render(images[3] / np.float32(255)))  # a "0", anti-aliased
+    Image.fromarray(picture).save(tmp_path / "8bit.png")
+    Image.fromarray(picture.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    with Image.open(tmp_path / "16bit.png") as reread:
+        assert reread.mode in digits.SIXTEEN_BIT
+    eight, sixteen = (digits.load_image(str(tmp_path / f"{b}bit.png")) for b in (8, 16))
+    np.testing.assert_allclose(sixteen, eight, atol=1e-3)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """Return a grey PNG of the given size whose pixel data is a few bytes (never decoded)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(10)))
+        + chunk(b"IEND", b"")
+    )
+
+
+# PIL warns over its limit of pixels and refuses over twice it.
+@pytest.mark.parametrize("size", [(10_000, 10_000), (20_000, 10_000)])
+def test_an_image_over_the_pixel_limit_is_an_input_error(tmp_path, size):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(*size))
+    limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(
+        InputError, match=re.escape(f"{path}: more pixels than PIL's limit of {limit}")
+    ):
+        digits.load_image(str(path))
+
+
 def test_top_classes_are_the_likeliest_first():
     probs = np.array([0.1, 0.05, 0.6, 0.0, 0.25])
     assert digits.top_classes(probs) == [(2, 0.6), (4, 0.25), (0, 0.1)]
@@ -113,7 +157,9 @@ def test_rendered_mnist_digits_are_classified_as_well_as_the_originals(
     reread = np.stack([digits.load_image(p) for p in paths])
 
     def accuracy(images):
-        return train.ensemble_accuracy(train.probabilities(cfg, fit.replicas, images), y)
+        return train.ensemble_accuracy(
+            train.probabilities(cfg, fit.replicas, images), y, np.ones(1, bool)
+        )
 
     assert accuracy(x) > 0.9
     assert abs(accuracy(reread) - accuracy(x)) <= 0.01
@@ -134,17 +180,20 @@ def test_predict_classifies_images_and_names_the_ones_it_cannot_read(mnist, tmp_
     images = [str(tmp_path / f"{i}.png") for i in range(2)]
     for digit, path in zip(np.asarray(mnist.test_x[:2]), images, strict=True):
         digits.render(digit).save(path)
-    missing = str(tmp_path / "missing.png")
-    proc = run_module("experiments.predict", f"--workdir={workdir}", images[0], missing, images[1])
+    missing, huge = str(tmp_path / "missing.png"), tmp_path / "huge.png"
+    huge.write_bytes(png_header(20_000, 10_000))
+    proc = run_module(
+        "experiments.predict", f"--workdir={workdir}", images[0], missing, str(huge), images[1]
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
-        f"error: {missing}: no such file"
-    ]
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert [line.split(": ")[1] for line in errors] == [missing, str(huge)]
     lines = proc.stdout.splitlines()
     assert [line.split(": ")[0] for line in lines] == images
     saved = checkpoints.load(str(workdir))
     x = np.stack([digits.load_image(p) for p in images])
-    ensemble = np.asarray(train.probabilities(saved.cfg, saved.replicas, x)).mean(axis=0)
+    ensemble = train.committee(train.probabilities(saved.cfg, saved.replicas, x), np.ones(2, bool))
     for line, expected in zip(lines, ensemble, strict=True):
         top = re.findall(r"(\d) \((\d\.\d{3})\)", line.split(": ")[1])
         probs = [float(p) for _, p in top]

@@ -1,14 +1,21 @@
 """Evaluating a saved model (experiments.evaluate) and first-layer weight figures."""
 
+import dataclasses
 import json
 import re
 
+import jax
+import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
+from PIL import Image, ImageDraw
 import pytest
 
-from mlp_jax import plots
+from mlp_jax import checkpoints, data, evaluation, plots, train
+from mlp_jax.config import Config
+from mlp_jax.errors import InputError
 from tests.conftest import run_module, run_ok
+from tests.test_data import write_folder
 
 
 def test_first_layer_weights_draws_the_first_columns(tmp_path):
@@ -48,7 +55,9 @@ def printed(stdout: str) -> tuple[int, dict[int, tuple[float, float]], float]:
             stdout,
         )
     }
-    right, total = re.search(r"ensemble of 2: test_accuracy \S+ \((\d+)/(\d+)\)", stdout).groups()
+    right, total = re.search(
+        r"ensemble of 2 of 2 finished replicas: test_accuracy \S+ \((\d+)/(\d+)\)", stdout
+    ).groups()
     return step, seeds, int(right) / int(total)
 
 
@@ -87,4 +96,74 @@ def test_evaluate_without_a_run_is_one_error_line(tmp_path):
     assert proc.returncode == 2 and not proc.stdout
     assert proc.stderr.strip().splitlines() == [
         f"error: --workdir {str(tmp_path)!r} holds no run (config.json is missing)"
+    ]
+
+
+def diverge(replicas: train.Replica, diverged: list[int | None]) -> train.Replica:
+    """Return `replicas` with NaN weights in each replica whose `diverged` step is not None."""
+    bad = np.array([step is not None for step in diverged])
+    return replicas.replace(
+        params=jax.tree.map(
+            lambda p: jnp.where(bad.reshape(-1, *[1] * (p.ndim - 1)), jnp.nan, p),
+            replicas.params,
+        )
+    )
+
+
+TINY = Config(hidden=(16,), act="relu", batch_size=10, steps=20, eval_every=20, num_seeds=2)
+
+
+def test_the_committee_of_a_saved_model_leaves_out_diverged_replicas(tiny):
+    fresh = train.init_replicas(TINY, jnp.arange(2), tiny)
+    probs, members = evaluation.committee(
+        TINY, diverge(fresh, [3, None]), [3, None], tiny.test_x, "w"
+    )
+    np.testing.assert_array_equal(members, [False, True])
+    np.testing.assert_array_equal(probs, train.probabilities(TINY, fresh, tiny.test_x)[1])
+    with pytest.raises(InputError, match=r"^w: every replica diverged \(2 of 2\)"):
+        evaluation.committee(TINY, diverge(fresh, [3, 5]), [3, 5], tiny.test_x, "w")
+
+
+def save_diverged(folder, cfg: Config, diverged: list[int | None]) -> str:
+    """Train `cfg` briefly and save it to a work folder as if the replicas whose `diverged` step
+    is not None had diverged there; return the folder."""
+    fit = train.fit(cfg, data.load(cfg.dataset, cfg.data_dir, cfg.validation_size))
+    replicas = diverge(fit.replicas, diverged)
+    progress = train.Progress(fit.steps, diverged, [[] for _ in diverged], fit.history)
+    workdir = checkpoints.Workdir(str(folder), cfg, "test", {})
+    workdir.restore(replicas)  # writes config.json
+    workdir.save(replicas, progress)
+    workdir.close()
+    return str(folder)
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_leave_out_diverged_replicas(tmp_path):
+    folder = write_folder(tmp_path / "data", n_train=50, n_test=20)
+    cfg = dataclasses.replace(TINY, num_seeds=3, data_dir=folder, validation_size=10)
+    some = save_diverged(tmp_path / "some", cfg, [None, 7, None])
+    proc = run_ok("experiments.evaluate", f"--workdir={some}", f"--data_dir={folder}")
+    assert re.search(r"^seed 1: .*\(diverged at step 7\)$", proc.stdout, re.M)
+    right = re.search(
+        r"^ensemble of 2 of 3 finished replicas: test_accuracy \S+ \((\d+)/20\)$", proc.stdout, re.M
+    ).group(1)
+    dataset = data.load(cfg.dataset, folder, cfg.validation_size)
+    probs = train.probabilities(cfg, checkpoints.load(some).replicas, dataset.test_x)
+    members = np.array([True, False, True])
+    assert int(right) / 20 == train.ensemble_accuracy(probs, dataset.test_y, members)
+
+    image = tmp_path / "one.png"
+    picture = Image.new("L", (60, 80), 255)
+    ImageDraw.Draw(picture).line([(30, 10), (30, 70)], fill=0, width=6)
+    picture.save(image)
+    proc = run_ok("experiments.predict", f"--workdir={some}", str(image))
+    assert "ensemble of 2 of 3 finished replicas" in proc.stderr and "nan" not in proc.stdout
+    assert re.fullmatch(rf"{image}: (\d \(\d\.\d{{3}}\)  ){{2}}\d \(\d\.\d{{3}}\)\n", proc.stdout)
+
+    every = save_diverged(tmp_path / "every", cfg, [5, 7, 9])
+    proc = run_module("experiments.predict", f"--workdir={every}", str(image))
+    assert proc.returncode == 2 and not proc.stdout and "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: --workdir {every!r}: every replica diverged (3 of 3); there is no finished "
+        "model to use"
     ]

@@ -1,7 +1,9 @@
 """The published results stay true: each committed table is what its committed records give, each
 study is complete, and each finding quotes its table."""
 
+import collections
 import dataclasses
+import glob
 import os
 import re
 
@@ -76,3 +78,19 @@ def test_readme_shows_each_studys_heatmap_and_findings(name):
     findings = read("studies", name, "README.md").split("## Findings", 1)[1]
     assert f"(results/studies/{name}/table.png)" in lessons
     assert words(findings) in words(lessons)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(glob.glob("**/results.jsonl", root_dir=RESULTS, recursive=True)),
+)
+def test_no_runs_ensemble_is_below_its_worst_finished_replica(path):
+    processes = collections.defaultdict(list)  # one process's records share a name and a time
+    for record in results.read(os.path.join(RESULTS, path)):
+        processes[record["name"], record.get("time")].append(record)
+    for (name, time), records in processes.items():
+        (ensemble,) = {r.get("ensemble_test_accuracy") for r in records}
+        finished = [r["test_accuracy"] for r in records if not r["diverged"]]
+        assert ensemble is None or (finished and ensemble >= min(finished)), (name, time)
+        members = {r.get("ensemble_members", len(finished)) for r in records}
+        assert members <= {len(finished), None}, (name, time)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlp_jax import config, train
+from mlp_jax import config, results, train
 from mlp_jax.config import Config
 from tests.conftest import assert_trees_close, first_replica, needs_cpu
 
@@ -92,6 +92,50 @@ def test_divergence_stops_and_records_the_step(tiny):
     result = train.fit(dataclasses.replace(TINY, lr=1e20, num_seeds=2, steps=200), tiny)
     assert all(d is not None and d < 20 for d in result.diverged_at_step)
     assert result.steps == 20  # stopped after the first evaluation interval
+    assert result.ensemble_test_accuracy is None and result.ensemble_members == 0
+
+
+def test_the_ensemble_averages_only_finished_replicas():
+    labels = jnp.array([0, 1, 2, 2])
+    good = jnp.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.4, 0.5, 0.1]])
+    other = jnp.array([[0.5, 0.4, 0.1], [0.3, 0.6, 0.1], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]])
+    probs = jnp.stack([jnp.full((4, 3), jnp.nan), good, other, good.at[3, 0].set(jnp.inf)])
+    # Replica 0 diverged, replica 3 did not but its probabilities are not all finite.
+    members = train.finished([7, None, None, None], probs)
+    np.testing.assert_array_equal(members, [False, True, True, False])
+    np.testing.assert_allclose(train.committee(probs, members), (good + other) / 2)
+    assert train.ensemble_accuracy(probs, labels, members) == 1.0
+    assert train.ensemble_accuracy(probs, labels, np.ones(4, bool)) == 0.25  # NaN: all class 0
+    assert train.ensemble_accuracy(probs, labels, np.zeros(4, bool)) is None
+    assert train.ensemble_label(2, 4) == "ensemble of 2 of 4 finished replicas"
+
+
+def test_a_diverged_replica_beside_finished_ones_stays_out_of_fit_and_record(tiny, monkeypatch):
+    fresh = train.init_replicas
+
+    def first_one_diverges(cfg, seeds, data):  # replica 0's weights are NaN from step 0
+        replicas = fresh(cfg, seeds, data)
+        return replicas.replace(
+            params=jax.tree.map(lambda p: p.at[0].set(jnp.nan), replicas.params)
+        )
+
+    monkeypatch.setattr(train, "init_replicas", first_one_diverges)
+    cfg = dataclasses.replace(TINY, num_seeds=3)
+    first = train.fit(cfg, tiny)
+    assert first.diverged_at_step == [0, None, None]
+    finished = train.probabilities(cfg, first.replicas, tiny.test_x)[1:]
+    answers = jnp.argmax(finished.mean(axis=0), axis=-1)
+    # Labelled with the finished replicas' answers, the test split tells their ensemble (1.0)
+    # from a NaN average's (argmax 0 everywhere); the test labels do not change training.
+    assert (answers != 0).any()
+    result = train.fit(cfg, tiny.replace(test_y=answers.astype(tiny.test_y.dtype)))
+    assert result.ensemble_test_accuracy == 1.0
+    assert result.ensemble_members == 2
+    digest = (("train-images-idx3-ubyte", "0" * 32),)
+    records = results.run_records(cfg, result, "tiny", digest)
+    assert {r["ensemble_members"] for r in records} == {2}
+    assert {r["ensemble_test_accuracy"] for r in records} == {result.ensemble_test_accuracy}
+    assert all(r["data_digest"] == {"train-images-idx3-ubyte": "0" * 32} for r in records)
 
 
 def test_remainder_chunk_and_history(tiny):
