@@ -256,7 +256,7 @@ def folder_lock(out: str):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another launch writing {out} ...", file=sys.stderr, flush=True)
+            print(f"waiting for another launch.sh writing {out} ...", file=sys.stderr, flush=True)
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield lock.fileno()
 
