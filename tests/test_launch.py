@@ -5,6 +5,7 @@ or other flags, two launches at once, listing, bad input."""
 
 import collections
 import dataclasses
+import json
 import os
 import shlex
 import signal
@@ -186,7 +187,7 @@ def test_relaunch_trains_exactly_the_missing_runs(tmp_path, mnist_dir):
     relaunch(3, *tiny)  # more seeds: seeds 1 and 2 train, in their own work folder
     assert runs() == {(0, 50): 1, (1, 50): 1, (2, 50): 1}
 
-    kept = [line for line in path.read_text().splitlines() if '"seed": 1,' not in line]
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["seed"] != 1]
     path.write_text("\n".join(kept) + "\n")  # seeds {0, 2} recorded
     relaunch(3, *tiny)
     assert runs() == {(0, 50): 1, (1, 50): 1, (2, 50): 1}
@@ -200,7 +201,6 @@ def test_relaunch_trains_exactly_the_missing_runs(tmp_path, mnist_dir):
     table = (tmp_path / "table.md").read_text()
     (line,) = [line for line in table.splitlines() if line.startswith("| t1_01_softmax")]
     assert "| 60 |" in line and "(1)" in line  # the launch's settings only
-    assert relaunch(3, *tiny).stdout.startswith("nothing to run")
 
 
 def fake_mlp(tmp_path) -> str:
