@@ -6,8 +6,8 @@ this module; see mlp_jax/launcher.py for the scheduling and the output folder).
 
 A relaunch trains only the (row, seed, settings) runs not yet in DIR/results.jsonl (default
 runs/NAME): more --seeds add seeds, other flags after `--` add the runs of those flags, and a
-killed launch resumes each row from its last checkpoint. --list prints one command per missing
-run and trains nothing; --row K runs row K (number or name) only.
+killed launch resumes each row from its last checkpoint. --list prints one command per row (every
+seed, for any scheduler) and trains nothing; --row K runs row K (number or name) only.
 """
 
 import dataclasses
@@ -33,7 +33,7 @@ flags.DEFINE_integer("seeds", 1, "Seeds per row (0..N-1).", lower_bound=1)
 flags.DEFINE_integer("jobs", 1, "Rows trained at a time, each in its own process.")
 flags.DEFINE_string("out", None, "Output folder (default runs/NAME).")
 flags.DEFINE_string("row", "", "Only this row: its 1-based number or its name.")
-flags.DEFINE_boolean("list", False, "Print one command per missing run; train nothing.")
+flags.DEFINE_boolean("list", False, "Print one command per row (every seed); train nothing.")
 FLAGS = flags.FLAGS
 
 
@@ -92,9 +92,8 @@ def main(argv: list[str], names: list[str], extra: list[str], command: str) -> N
         for r in grids.select(grids.rows_of(grid, FLAGS.axis, extra), FLAGS.row)
     )
     launch = launcher.Launch(grid, FLAGS.out or os.path.join("runs", grid), FLAGS.seeds, FLAGS.jobs)
-    if FLAGS.list:
-        plan = launcher.missing_runs(rows, launcher.recorded(launch.out), launch)
-        print(launcher.shell_lines(plan), end="")
+    if FLAGS.list:  # every run, recorded or not: a finished one's work folder trains nothing
+        print(launcher.shell_lines(launcher.missing_runs(rows, [], launch)), end="")
         return
     code, wall = launcher.run(launch, rows)
     if code < 128 and os.path.exists(launcher.results_path(launch.out)):

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from experiments import cli
 from mlp_jax import checkpoints, grids, launcher, results
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
@@ -91,8 +92,12 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
     assert count_records(path) == ROWS
 
     # Other settings are other runs: they are not taken for complete.
-    pending = launch(*args[:5], "--list", "--", "--steps=60")
-    assert len(pending.stdout.splitlines()) == ROWS
+    rows = [
+        launcher.Row(row.name, (), dataclasses.asdict(cli.row_config(row, ["--steps=60"])))
+        for row in grids.get("seed_table")
+    ]
+    pending = launcher.missing_runs(rows, records, launcher.Launch("seed_table", str(out)))
+    assert len(pending) == ROWS
 
 
 @slow
