@@ -20,7 +20,6 @@ import dataclasses
 import datetime
 import fcntl
 import hashlib
-import itertools
 import json
 import os
 import queue
@@ -86,12 +85,13 @@ def refuse_launch_flags(extra: Sequence[str]) -> None:
 
 def seed_groups(seeds: Iterable[int]) -> list[tuple[int, int]]:
     """Return the seeds as contiguous (first seed, count) groups: {1, 3, 4} -> [(1, 1), (3, 2)]."""
-    ordered = sorted(set(seeds))
-    return [
-        (group[0][1], len(group))
-        for _, run in itertools.groupby(enumerate(ordered), lambda pair: pair[1] - pair[0])
-        for group in [list(run)]
-    ]
+    groups: list[tuple[int, int]] = []
+    for seed in sorted(set(seeds)):
+        if groups and sum(groups[-1]) == seed:  # follows the last group's last seed
+            groups[-1] = (groups[-1][0], groups[-1][1] + 1)
+        else:
+            groups.append((seed, 1))
+    return groups
 
 
 def work_folder(out: str, row: str, config: dict, seed: int, num_seeds: int) -> str:
