@@ -4,10 +4,10 @@
         --format=md --out=runs/seed_table/table.md
 
 writes the table and, next to it, a chart (`table.png`) of our mean ± std beside the published
-value of each row. For a study (named, or typed with the `--axis` flags and the flags after `--`
-that launched it), the table pivots its first two axes, with confidence intervals and Welch's
-tests, and the chart is a heatmap; only the records of the study's settings count. Every number
-comes from the run records; diverged runs are counted, not averaged.
+value of each row. For a study (named, or typed with the `--axis` flags), the table pivots its
+first two axes, with confidence intervals and Welch's tests, and the chart is a heatmap. With a
+grid or study named, only the records of its settings (with the flags after `--` that launched
+it) count. Every number comes from the run records; diverged runs are counted, not averaged.
 """
 
 import dataclasses
@@ -60,6 +60,9 @@ def main(argv: list[str]) -> None:
         configs = {r.name: dataclasses.asdict(cli.row_config(r, extra)) for r in study.rows()}
         table, formats = tables.pivot(records, study, configs), tables.STUDY_FORMATS
     else:
+        rows = grids.get(FLAGS.grid) if FLAGS.grid else ()
+        configs = {r.name: dataclasses.asdict(cli.row_config(r, extra)) for r in rows}
+        records = tables.of_settings(records, configs)
         table, formats = tables.build(records, FLAGS.grid), tables.FORMATS
     top = tables.provenance(
         FLAGS.command or f"results of {FLAGS.results}", records, FLAGS.wall_seconds

@@ -317,6 +317,18 @@ def _mark_row(cells: list[dict]) -> None:
         cell["mark"] = BEST if cell is best else NOT_WORSE if p is not None and p >= ALPHA else ""
 
 
+def of_settings(records: list[dict], configs: dict[str, dict]) -> list[dict]:
+    """Return the records run under the settings `configs` gives for their name (each row's
+    settings by row name); records of names it does not give are kept."""
+    wanted = {name: results.protocol(config) for name, config in configs.items()}
+    kept = []
+    for record in records:
+        protocol = results.protocol(record["config"])
+        if wanted.get(record["name"], protocol) == protocol:
+            kept.append(record)
+    return kept
+
+
 def pivot(
     records: list[dict], study: grids.Study, configs: dict[str, dict] | None = None
 ) -> list[dict]:
@@ -325,11 +337,9 @@ def pivot(
 
     With `configs` (each row's settings by row name), records of other settings are left out.
     """
-    wanted = {name: results.protocol(config) for name, config in (configs or {}).items()}
     by_name: dict[str, dict[int, dict]] = {}
-    for record in records:
-        if configs is None or wanted.get(record["name"]) == results.protocol(record["config"]):
-            by_name.setdefault(record["name"], {})[record["seed"]] = record
+    for record in records if configs is None else of_settings(records, configs):
+        by_name.setdefault(record["name"], {})[record["seed"]] = record
     axes = study.axes if len(study.axes) > 1 else (grids.Axis("", ("",)), *study.axes)
     down, across, rest = axes[0], axes[1], axes[2:]
     matrices = []

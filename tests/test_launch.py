@@ -1,20 +1,28 @@
-"""launch.sh end to end: a whole grid in seconds, resuming after a kill, two launches at once,
-listing, bad input."""
+"""The launcher: its scheduling in process (missing runs, seed groups, work folders, refused
+flags, progress, logs, wall time, GPU slots, signals) with a stand-in for experiments.mlp, and
+launch.sh end to end: a whole grid in seconds, resuming after a kill, relaunching with more seeds
+or other flags, two launches at once, listing, bad input."""
 
 import collections
+import dataclasses
+import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from mlp_jax import grids, results
+from experiments import cli
+from mlp_jax import checkpoints, grids, launcher, results
+from mlp_jax.config import Config
+from mlp_jax.errors import InputError
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.slow  # every test starts launch.sh
+slow = pytest.mark.slow  # the tests that start launch.sh
 ROWS = len(grids.get("seed_table"))
 
 
@@ -55,12 +63,15 @@ def launch_killed_after_two_records(args: list[str], path: str) -> int:
     return count_records(path)
 
 
+@slow
 def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist_dir):
     out = tmp_path / "grid"
     args = ["seed_table", "--seeds", "1", "--out", str(out), "--", "--steps=50"]
     path = str(out / "results.jsonl")
     killed_at = launch_killed_after_two_records(args, path)
     assert 2 <= killed_at < ROWS
+    killed_seconds = launcher.read_wall_seconds(str(out / "wall_seconds"))
+    assert killed_seconds > 0  # the killed launch's time counts
 
     resumed = launch(*args[:5], "--jobs", "2", *args[5:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -73,6 +84,7 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
         assert (out / f"table.{ext}").stat().st_size > 0
     table = (out / "table.md").read_text()
     assert table.startswith("Command: `./launch.sh seed_table") and "Total wall time" in table
+    assert launcher.read_wall_seconds(str(out / "wall_seconds")) > killed_seconds
     assert sum(line.startswith("| t1_") for line in table.splitlines()) == ROWS
 
     again = launch(*args)
@@ -80,25 +92,15 @@ def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist
     assert count_records(path) == ROWS
 
     # Other settings are other runs: they are not taken for complete.
-    pending = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.grid",
-            "--grid=seed_table",
-            f"--out={out}",
-            "--pending",
-            "--",
-            "--steps=60",
-        ],
-        cwd=REPO,
-        text=True,
-        capture_output=True,
-        check=True,
-    )
-    assert len(pending.stdout.splitlines()) == ROWS
+    rows = [
+        launcher.Row(row.name, (), dataclasses.asdict(cli.row_config(row, ["--steps=60"])))
+        for row in grids.get("seed_table")
+    ]
+    pending = launcher.missing_runs(rows, records, launcher.Launch("seed_table", str(out)))
+    assert len(pending) == ROWS
 
 
+@slow
 def test_two_launches_into_one_folder_train_each_row_once(tmp_path):
     args = ["seed_table", "--row", "1", "--seeds", "2", "--out", str(tmp_path), "--", "--steps=20"]
     launches = [
@@ -122,6 +124,7 @@ def test_two_launches_into_one_folder_train_each_row_once(tmp_path):
     assert sum(f"waiting for another launch.sh writing {tmp_path}" in e for _, e in outputs) == 1
 
 
+@slow
 def test_list_prints_one_full_command_per_row(tmp_path):
     listed = launch("seed_table", "--seeds", "5", "--out", str(tmp_path), "--list")
     commands = listed.stdout.splitlines()
@@ -134,11 +137,13 @@ def test_list_prints_one_full_command_per_row(tmp_path):
     )
     for command, row in zip(commands, grids.get("seed_table"), strict=True):
         args = shlex.split(command)
-        assert f"--name={row.name}" in args and f"--workdir={tmp_path}/work/{row.name}" in args
+        assert f"--name={row.name}" in args
+        assert any(a.startswith(f"--workdir={tmp_path}/work/{row.name}/seeds-0-4-") for a in args)
     one = launch("seed_table", "--out", str(tmp_path), "--list", "--row", "4")
     assert one.stdout.count("\n") == 1 and "--hidden=625,441 --act=relu6" in one.stdout
 
 
+@slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -150,6 +155,8 @@ def test_list_prints_one_full_command_per_row(tmp_path):
         (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
         (["study", "mine", "--axis", "actx=relu"], "'actx' is not a flag a study can vary"),
         (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
+        (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),
+        (["seed_table", "--", "--seed", "5"], "'--seed' after -- is set by the launch"),
     ],
 )
 def test_bad_input_stops_before_any_training(tmp_path, args, message):
@@ -161,3 +168,227 @@ def test_bad_input_stops_before_any_training(tmp_path, args, message):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "results.jsonl").exists()
+
+
+@slow
+def test_relaunch_trains_exactly_the_missing_runs(tmp_path, mnist_dir):
+    """The README's smoke run, then more seeds, a lost seed, and other flags, into one folder:
+    no row fails, and each (seed, settings) is trained and recorded once."""
+    tiny = ["--steps=50", "--eval_every=25"]
+    path = tmp_path / "results.jsonl"
+
+    def relaunch(seeds: int, *flags: str) -> subprocess.CompletedProcess:
+        args = ["seed_table", "--row", "1", "--seeds", str(seeds), "--out", str(tmp_path)]
+        proc = launch(*args, "--", *flags)
+        assert proc.returncode == 0 and "FAILED" not in proc.stdout, proc.stdout + proc.stderr
+        return proc
+
+    def runs() -> collections.Counter:
+        return collections.Counter(
+            (r["seed"], r["config"]["steps"]) for r in results.read(str(path))
+        )
+
+    relaunch(1, *tiny)
+    relaunch(3, *tiny)  # more seeds: seeds 1 and 2 train, in their own work folder
+    assert runs() == {(0, 50): 1, (1, 50): 1, (2, 50): 1}
+
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["seed"] != 1]
+    path.write_text("\n".join(kept) + "\n")  # seeds {0, 2} recorded
+    relaunch(3, *tiny)
+    assert runs() == {(0, 50): 1, (1, 50): 1, (2, 50): 1}
+    log = (tmp_path / "logs" / "t1_01_softmax.log").read_text()
+    headers = [line for line in log.splitlines() if line.startswith("=== ")]
+    assert len(headers) == 3 and " --seed=1 --num_seeds=1 " in headers[-1]  # appended, seed 1
+
+    other = relaunch(1, "--steps=60", "--eval_every=30")  # other flags: the runs of those flags
+    assert "1 row(s) to run" in other.stdout
+    assert runs() == {(0, 50): 1, (1, 50): 1, (2, 50): 1, (0, 60): 1}
+    table = (tmp_path / "table.md").read_text()
+    (line,) = [line for line in table.splitlines() if line.startswith("| t1_01_softmax")]
+    assert "| 60 |" in line and "(1)" in line  # the launch's settings only
+
+
+def fake_mlp(tmp_path) -> str:
+    """Write a stand-in for `python -m experiments.mlp`: it prints its slot's GPU settings, fails
+    for the row named in $FAKE_FAIL, sleeps $FAKE_SECONDS, then records its seeds (settings {})."""
+    script = tmp_path / "fake_python"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        """import json, os, sys, time
+args = dict(a[2:].split("=", 1) for a in sys.argv[3:])
+env = os.environ
+print("trains", args["name"], args["seed"], args["num_seeds"], env.get("CUDA_VISIBLE_DEVICES"),
+      env.get("XLA_PYTHON_CLIENT_PREALLOCATE"), flush=True)
+if os.environ.get("FAKE_FAIL") == args["name"]:
+    sys.exit(1)
+time.sleep(float(os.environ.get("FAKE_SECONDS", "0")))
+with open(args["out"], "a") as f:
+    for seed in range(int(args["seed"]), int(args["seed"]) + int(args["num_seeds"])):
+        f.write(json.dumps({"name": args["name"], "seed": seed, "config": {}}) + "\\n")
+"""
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def fake_launch(tmp_path, seeds: int, jobs: int = 1, names: str = "ab") -> tuple[int, float]:
+    """Launch rows `names` (settings {}) with the stand-in for experiments.mlp."""
+    settings = launcher.Launch("fake", str(tmp_path / "out"), seeds, jobs, fake_mlp(tmp_path))
+    rows = [launcher.Row(name, ("--steps=5",), {}) for name in names]
+    return launcher.run(settings, rows)
+
+
+def recorded_seeds(tmp_path) -> collections.Counter:
+    return collections.Counter(
+        (r["name"], r["seed"]) for r in launcher.recorded(str(tmp_path / "out"))
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--name=foo"],
+        ["--noname"],
+        ["--seed=5"],
+        ["--seed", "5"],
+        ["-seed=5"],
+        ["--num_seeds=4"],
+        ["--steps=5", "--out=x.jsonl"],
+        ["--workdir=w"],
+    ],
+)
+def test_flags_the_launch_sets_are_refused_after_the_separator(extra):
+    with pytest.raises(InputError, match="is set by the launch for each run"):
+        launcher.refuse_launch_flags(extra)
+
+
+def test_other_flags_pass_after_the_separator():
+    launcher.refuse_launch_flags(["--steps=5", "--hidden=16", "--nooutput_bias", "--seeds_x=1"])
+
+
+def test_missing_seeds_run_as_contiguous_groups():
+    assert launcher.seed_groups({4, 1, 3}) == [(1, 1), (3, 2)]
+    assert launcher.seed_groups([0, 1, 2]) == [(0, 3)]
+    assert launcher.seed_groups([]) == []
+
+
+def test_relaunch_plans_only_the_seeds_and_settings_not_recorded():
+    settings = launcher.Launch("g", "OUT", seeds=5, python="py")
+    config = {"steps": 50}
+    row = launcher.Row("r", ("--steps=50",), config)
+    records = [{"name": "r", "seed": s, "config": config} for s in (0, 2)]
+    records.append({"name": "r", "seed": 1, "config": {"steps": 60}})  # other settings
+    (runs,) = launcher.missing_runs([row], records, settings)
+    assert [(run.seed, run.num_seeds) for run in runs] == [(1, 1), (3, 2)]
+    first = runs[0].command
+    assert first[:4] == ("py", "-m", "experiments.mlp", "--name=r")
+    assert first[4:8] == ("--steps=50", "--seed=1", "--num_seeds=1", "--out=OUT/results.jsonl")
+    workdir = first[8].removeprefix("--workdir=")
+    assert workdir.startswith("OUT/work/r/seeds-1-1-") and runs[0].log == "OUT/logs/r.log"
+    assert not "OUT/results.jsonl".startswith(workdir)  # records reach OUT once (item 13)
+    records += [{"name": "r", "seed": s, "config": config} for s in (1, 3, 4)]
+    assert launcher.missing_runs([row], records, settings) == []
+    assert launcher.missing_runs([row], records, dataclasses.replace(settings, seeds=6))
+
+
+def test_work_folder_differs_in_every_setting_its_run_checks_on_resume():
+    """A relaunch with other seeds or settings never finds a work folder holding another run."""
+    config = dataclasses.asdict(Config())
+    folder = launcher.work_folder("OUT", "r", config, 0, 2)
+    assert folder == launcher.work_folder("OUT", "r", dict(config), 0, 2)  # a resume finds it
+    assert folder != launcher.work_folder("OUT", "r", config, 0, 3)
+    assert folder != launcher.work_folder("OUT", "r", config, 1, 2)
+    for key in config.keys() - {"seed", "num_seeds"}:  # the run's, from the folder's seeds
+        changed = launcher.work_folder("OUT", "r", {**config, key: "other"}, 0, 2)
+        assert (changed == folder) == (key in checkpoints.RESUMABLE), key
+
+
+def test_progress_line_gives_rows_finished_elapsed_and_eta():
+    # Two rows took 10 s and 30 s: three left on two slots take 20 s x 3 / 2.
+    line = launcher.progress_line("done: r", [10.0, 30.0], 5, 65.0, jobs=2)
+    assert line == "done: r (2/5, elapsed 0:01:05, eta 0:00:30)"
+    assert launcher.progress_line("done: r", [10.0], 2, 10, jobs=4) == (
+        "done: r (1/2, elapsed 0:00:10, eta 0:00:10)"  # one row left fills one slot
+    )
+    last = launcher.progress_line("FAILED: r", [5.0, 5.0], 2, 3725, jobs=1, suffix=", see L")
+    assert last == "FAILED: r (2/2, elapsed 1:02:05, eta 0:00:00), see L"
+
+
+def test_gpus_are_those_visible_else_those_nvidia_smi_lists(monkeypatch):
+    assert launcher.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert launcher.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    listed = subprocess.CompletedProcess([], 0, "GPU 0: H100 (UUID: a)\nGPU 1: H100 (UUID: b)\n")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: listed)
+    assert launcher.visible_gpus({}) == ["0", "1"]
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("nvidia-smi")
+
+    monkeypatch.setattr(subprocess, "run", missing)
+    assert launcher.visible_gpus({}) == []
+
+
+def test_job_slots_take_gpus_in_turn_and_share_without_preallocating():
+    assert launcher.slot_environment(3, [], jobs=4) == {}
+    assert launcher.slot_environment(3, ["0", "1"], jobs=2) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert launcher.slot_environment(2, ["4", "5"], jobs=3) == {
+        "CUDA_VISIBLE_DEVICES": "4",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+    }
+
+
+def test_wall_time_adds_up_over_launches(tmp_path, monkeypatch):
+    (tmp_path / "wall_seconds").write_text("100.0\n")
+    now = [50.0]
+    monkeypatch.setattr(launcher.time, "monotonic", lambda: now[0])
+    clock = launcher.WallClock(str(tmp_path))
+    now[0] += 7.5
+    assert clock.save() == 107.5 and (tmp_path / "wall_seconds").read_text() == "107.5\n"
+    now[0] += 1
+    assert launcher.WallClock(str(tmp_path)).total() == 107.5  # a killed launch's last save
+    assert launcher.read_wall_seconds(str(tmp_path / "none")) == 0.0
+
+
+def test_launch_runs_missing_seeds_appends_logs_and_reports_progress(tmp_path, capsys):
+    assert fake_launch(tmp_path, seeds=1)[0] == 0
+    assert fake_launch(tmp_path, seeds=3, jobs=2)[0] == 0
+    assert recorded_seeds(tmp_path) == {(n, s): 1 for n in "ab" for s in range(3)}
+    out = capsys.readouterr().out
+    assert "2 row(s) to run, 2 at a time" in out
+    assert "done: a (1/2, elapsed 0:00:" in out or "done: b (1/2, elapsed 0:00:" in out
+    log = (tmp_path / "out" / "logs" / "a.log").read_text()
+    assert log.count("=== ") == 2 and "trains a 0 1" in log and "trains a 1 2" in log
+    code, wall = fake_launch(tmp_path, seeds=3)
+    assert code == 0 and capsys.readouterr().out.startswith("nothing to run: every row of fake")
+    assert launcher.read_wall_seconds(str(tmp_path / "out" / "wall_seconds")) == round(wall, 1)
+
+
+def test_a_failed_row_is_reported_and_the_others_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL", "a")
+    assert fake_launch(tmp_path, seeds=2)[0] == 1
+    out = capsys.readouterr().out
+    assert f"FAILED: a (1/2, elapsed 0:00:00, eta 0:00:00), see {tmp_path}/out/logs/a.log" in out
+    assert recorded_seeds(tmp_path) == {("b", 0): 1, ("b", 1): 1}
+
+
+def test_job_slots_run_on_gpus_in_turn(tmp_path, monkeypatch):
+    monkeypatch.setattr(launcher, "visible_gpus", lambda: ["0", "1"])
+    assert fake_launch(tmp_path, seeds=1, jobs=3, names="abc")[0] == 0
+    logs = [(tmp_path / "out" / "logs" / f"{n}.log").read_text() for n in "abc"]
+    assert sorted(log.splitlines()[1].split()[-2] for log in logs) in (
+        ["0", "0", "1"],
+        ["0", "1", "1"],
+    )
+    assert all(log.splitlines()[1].endswith(" false") for log in logs)
+
+
+def test_sigterm_ends_the_runs_and_keeps_the_wall_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_SECONDS", "60")
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    began = time.monotonic()
+    code, _ = fake_launch(tmp_path, seeds=1, jobs=2)
+    assert code == 128 + signal.SIGTERM and time.monotonic() - began < 30
+    assert 1 <= launcher.read_wall_seconds(str(tmp_path / "out" / "wall_seconds")) < 30
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    assert recorded_seeds(tmp_path) == {}
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

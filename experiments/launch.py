@@ -1,0 +1,118 @@
+"""Run every row of a grid or cell of a study with N seeds, then export its table (launch.sh runs
+this module; see mlp_jax/launcher.py for the scheduling and the output folder).
+
+    ./launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...] [--seeds N] [--jobs J] [--out DIR]
+        [--list] [--row K] [-- flags for every run]
+
+A relaunch trains only the (row, seed, settings) runs not yet in DIR/results.jsonl (default
+runs/NAME): more --seeds add seeds, other flags after `--` add the runs of those flags, and a
+killed launch resumes each row from its last checkpoint. --list prints one command per row (every
+seed, for any scheduler) and trains nothing; --row K runs row K (number or name) only.
+"""
+
+import dataclasses
+import functools
+import os
+import shlex
+import subprocess
+import sys
+
+from absl import flags
+
+from experiments import cli
+from mlp_jax import grids, launcher
+from mlp_jax.errors import InputError
+
+USAGE = " ".join(__doc__.split("\n\n")[1].split())
+VALUED = ("axis", "seeds", "jobs", "out", "row")  # the options that take a value
+ACCEPTED = "--axis FLAG=V1,V2, --seeds N, --jobs J, --out DIR, --row K, --list, -- FLAGS"
+HELP = ("-h", "--help", "--helpshort", "--helpfull")
+
+flags.DEFINE_multi_string("axis", [], f"A study's axis: {grids.AXIS_FORMAT}; repeat per axis.")
+flags.DEFINE_integer("seeds", 1, "Seeds per row (0..N-1).", lower_bound=1)
+flags.DEFINE_integer("jobs", 1, "Rows trained at a time, each in its own process.")
+flags.DEFINE_string("out", None, "Output folder (default runs/NAME).")
+flags.DEFINE_string("row", "", "Only this row: its 1-based number or its name.")
+flags.DEFINE_boolean("list", False, "Print one command per row (every seed); train nothing.")
+FLAGS = flags.FLAGS
+
+
+def split_arguments(args: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Split launch.sh's arguments into the grid's name (GRID, or study NAME), the launch's
+    options and the flags after `--`; raise InputError for an unknown option or a stray word."""
+    end = args.index("--") if "--" in args else len(args)
+    before, extra = args[:end], args[end + 1 :]
+    names = before[: 2 if before[:1] == ["study"] else 1]
+    if len(names) < (2 if names[:1] == ["study"] else 1) or any(n.startswith("-") for n in names):
+        raise InputError(f"usage: {USAGE}")
+    options = before[len(names) :]
+    takes_value = False
+    for arg in options:
+        name = arg.lstrip("-").partition("=")[0]
+        if takes_value:
+            takes_value = False
+        elif not arg.startswith("-"):
+            raise InputError(f"unexpected argument {arg!r}; usage: {USAGE}")
+        elif name not in (*VALUED, "list", "nolist"):
+            raise InputError(f"unknown launch.sh option {arg!r}; accepted: {ACCEPTED}")
+        else:
+            takes_value = name in VALUED and "=" not in arg
+    return names, options, extra
+
+
+def export_table(grid: str, out: str, extra: list[str], command: str, wall: float) -> int:
+    """Write OUT/table.{md,csv,json,tex,png} with experiments.table; return its exit code."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.table",
+            f"--results={launcher.results_path(out)}",
+            f"--grid={grid}",
+            *(f"--axis={axis}" for axis in FLAGS.axis),
+            "--format=md,csv,json,latex",
+            f"--out={os.path.join(out, 'table.md')}",
+            f"--command={command}",
+            f"--wall_seconds={wall:.1f}",
+            "--",
+            *extra,
+        ],
+        check=False,
+    ).returncode
+
+
+def main(argv: list[str], names: list[str], extra: list[str], command: str) -> None:
+    del argv  # split_arguments left no words for absl
+    grid = names[-1]
+    if FLAGS.jobs < 1:
+        raise InputError(f"--jobs '{FLAGS.jobs}' must be a positive integer")
+    launcher.refuse_launch_flags(extra)
+    rows = tuple(
+        launcher.Row(r.name, (*r.args(), *extra), dataclasses.asdict(cli.row_config(r, extra)))
+        for r in grids.select(grids.rows_of(grid, FLAGS.axis, extra), FLAGS.row)
+    )
+    launch = launcher.Launch(grid, FLAGS.out or os.path.join("runs", grid), FLAGS.seeds, FLAGS.jobs)
+    if FLAGS.list:  # every run, recorded or not: a finished one's work folder trains nothing
+        print(launcher.shell_lines(launcher.missing_runs(rows, [], launch)), end="")
+        return
+    code, wall = launcher.run(launch, rows)
+    if code < 128 and os.path.exists(launcher.results_path(launch.out)):
+        code = code or export_table(grid, launch.out, extra, command, wall)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    arguments = sys.argv[1:]
+    if set(HELP) & set(arguments[: arguments.index("--") if "--" in arguments else None]):
+        print(f"{__doc__}\n{FLAGS.main_module_help()}")
+        sys.exit(0)
+    try:
+        names, options, extra = split_arguments(arguments)
+    except InputError as e:
+        cli.fail(str(e))
+    sys.argv = [sys.argv[0], *options]
+    cli.run(
+        functools.partial(
+            main, names=names, extra=extra, command=shlex.join(["./launch.sh", *arguments])
+        )
+    )
