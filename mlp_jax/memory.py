@@ -50,12 +50,13 @@ def host_available() -> int:
 
 
 def available_bytes(devices: Sequence[jax.Device]) -> tuple[int, str]:
-    """Return the free memory of the least free of `devices` (the host's for CPUs), and what it
-    is."""
-    stats = [d.memory_stats() for d in devices]
+    """Return the free memory of the least free of this process's `devices` (the host's for
+    CPUs), and what it is."""
+    local = [d for d in devices if d.process_index == jax.process_index()]  # others cannot say
+    stats = [d.memory_stats() for d in local]
     if all(s and "bytes_limit" in s for s in stats):
         free = min(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
-        return free, f"free on each {devices[0].device_kind}"
+        return free, f"free on each {local[0].device_kind}"
     return host_available(), "host memory available"
 
 
