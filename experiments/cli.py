@@ -1,4 +1,4 @@
-"""What every entry point shares: Config flags, the data folder, recording a run, and one-line
+"""What every entry point shares: Config flags, --workdir, the data folder, and one-line
 errors (exit code 2 for bad input, 3 for a fault of the machine)."""
 
 from collections.abc import Callable
@@ -16,7 +16,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 import jax
 
-from mlp_jax import checkpoints, config, grids, parallel, results, settings, tables
+from mlp_jax import config, grids, parallel, results, settings, tables
 from mlp_jax.config import Config
 from mlp_jax.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 
@@ -44,30 +44,15 @@ def define_config_flags(
         )
 
 
-def define_workdir_flag() -> None:
-    """Define --workdir, the run's work folder."""
+def define_workdir_flag(required: bool = False) -> None:
+    """Define --workdir, a run's work folder; `required` where a saved run is read."""
     flags.DEFINE_string(
         "workdir",
         None,
-        "Work folder of the run: config.json, Orbax checkpoints (the run resumes from the last "
-        "one), TensorBoard event files and the run's records.",
+        "Work folder of the run: config.json, Orbax checkpoints (a training run resumes from the "
+        "last one), TensorBoard event files and the run's records.",
+        required=required,
     )
-
-
-def open_workdir(path: str | None, cfg: Config) -> checkpoints.Workdir | None:
-    """Return the locked work folder at `path` for a run of `cfg`, or None without one."""
-    if not path:
-        return None
-    return checkpoints.Workdir(path, cfg, command(), results.environment()["versions"])
-
-
-def record(records: list[dict], out: str, workdir: checkpoints.Workdir | None) -> bool:
-    """Append a finished run's records to `out` (and its work folder's file), each file once;
-    return False when every file held them already (a finished run started again)."""
-    if workdir is None:
-        results.append(records, out)
-        return True
-    return workdir.record(records, out)
 
 
 def check_writable(folder: str, flag: str, value: str) -> None:

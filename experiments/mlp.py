@@ -13,7 +13,8 @@ import jax
 import numpy as np
 
 from experiments import cli
-from mlp_jax import data, memory, parallel, plots, results, train
+from mlp_jax import data, memory, parallel, plots, results, runner, train
+from mlp_jax.config import Config
 from mlp_jax.errors import InputError
 
 flags.DEFINE_string("out", "runs/results.jsonl", "JSON-lines file the run records are appended to.")
@@ -27,7 +28,7 @@ cli.define_workdir_flag()
 FLAGS = flags.FLAGS
 
 
-def describe(entry: dict, total_steps: int) -> str:
+def describe(evaluation: train.Evaluation, total_steps: int) -> str:
     """Return the progress line of one evaluation (means over replicas), with elapsed and ETA."""
 
     def clock(seconds: float) -> str:
@@ -35,57 +36,42 @@ def describe(entry: dict, total_steps: int) -> str:
         return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
     mean = {
-        k: results.summarize(entry[k])[0] for k in ("train_loss", "val_accuracy", "test_accuracy")
+        k: results.summarize(getattr(evaluation, k))[0]
+        for k in ("train_loss", "val_accuracy", "test_accuracy")
     }
-    elapsed = entry["train_seconds"] + entry["eval_seconds"]
-    eta = elapsed / entry["step"] * (total_steps - entry["step"])
+    elapsed = evaluation.train_seconds + evaluation.eval_seconds
+    eta = elapsed / evaluation.step * (total_steps - evaluation.step)
     return (
-        f"step {entry['step']:6d}  train_loss {mean['train_loss']:.4f}  "
+        f"step {evaluation.step:6d}  train_loss {mean['train_loss']:.4f}  "
         f"val_accuracy {mean['val_accuracy']:.4f}  test_accuracy {mean['test_accuracy']:.4f}  "
-        f"steps/s {entry['steps_per_sec']:.0f}  elapsed {clock(elapsed)}  eta {clock(eta)}"
+        f"steps/s {evaluation.steps_per_sec:.0f}  elapsed {clock(elapsed)}  eta {clock(eta)}"
     )
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    cfg = cli.config_from_flags()
+def check_plot_dir() -> None:
+    """Raise InputError unless --plot_dir is unset or writable in a single-process run."""
     if FLAGS.plot_dir and jax.process_count() > 1:
         raise InputError("--plot_dir works in single-process runs; drop it in a multi-host run")
     if FLAGS.plot_dir:
         cli.check_writable(FLAGS.plot_dir, "plot_dir", FLAGS.plot_dir)
-    if jax.process_index() == 0:  # a multi-host run records once
-        results.check_appendable(FLAGS.out)
-    print("config:", cfg.describe())
-    env = results.environment()
-    print(f"platform: {env['platform']} device: {env['device']}")
-    workdir = cli.open_workdir(FLAGS.workdir, cfg)
-    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
-    memory.check_memory(cfg, dataset, parallel.select_devices(cfg.devices))
-    total = cfg.total_steps(dataset.train_x.shape[0])
 
-    def report(entry: dict) -> None:
-        print(describe(entry, total), flush=True)
-        if workdir:
-            workdir.log(entry)
 
-    fit = train.fit(cfg, dataset, on_eval=report, store=workdir)
-    records = results.run_records(cfg, fit, cfg.dataset, dataset.digest)
-    # A multi-host run records once.
-    if jax.process_index() == 0 and not cli.record(records, FLAGS.out, workdir):
-        print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
-    if workdir:
-        workdir.close()
-    if FLAGS.plot_dir:
-        predicted = train.predict_test_split(cfg, fit, dataset)
-        written = plots.run_figures(
-            fit.history,
-            np.asarray(dataset.test_x),
-            np.asarray(dataset.test_y),
-            predicted,
-            FLAGS.plot_dir,
-            records[0]["name"],
-        )
-        print("figures:", " ".join(written))
+def write_figures(cfg: Config, fit: train.FitResult, dataset: data.Dataset, name: str) -> None:
+    """Write the first seed's curves, misclassified digits and confusion matrix to --plot_dir."""
+    predicted = train.predict_test_split(cfg, fit, dataset)
+    written = plots.run_figures(
+        fit.history,
+        np.asarray(dataset.test_x),
+        np.asarray(dataset.test_y),
+        predicted,
+        FLAGS.plot_dir,
+        name,
+    )
+    print("figures:", " ".join(written))
+
+
+def print_summary(fit: train.FitResult, records: list[dict]) -> None:
+    """Print the timings, the ensemble's and each seed's test accuracy, and their mean."""
     print(
         f"compile {fit.compile_seconds:.1f}s  train {fit.train_seconds:.1f}s  "
         f"eval {fit.eval_seconds:.1f}s  {fit.steps_per_sec:.0f} steps/s  -> {FLAGS.out}"
@@ -106,6 +92,30 @@ def main(argv: list[str]) -> None:
     else:
         mean, std, n = results.summarize(finished)
         print(f"test_accuracy={mean:.4f} ± {std:.4f} (mean ± std over {n} seeds)")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    cfg = cli.config_from_flags()
+    check_plot_dir()
+    print("config:", cfg.describe())
+    env = results.environment()
+    print(f"platform: {env['platform']} device: {env['device']}")
+    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
+    memory.check_memory(cfg, dataset, parallel.select_devices(cfg.devices))
+    total = cfg.total_steps(dataset.train_x.shape[0])
+
+    def report(evaluation: train.Evaluation) -> None:
+        print(describe(evaluation, total), flush=True)
+
+    fit, records, new = runner.train_and_record(
+        cfg, dataset, FLAGS.out, FLAGS.workdir, on_eval=report, command=cli.command()
+    )
+    if not new:
+        print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
+    if FLAGS.plot_dir:
+        write_figures(cfg, fit, dataset, records[0]["name"])
+    print_summary(fit, records)
 
 
 if __name__ == "__main__":

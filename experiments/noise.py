@@ -12,13 +12,15 @@ the finished variants there and trains only the missing ones.
 """
 
 import dataclasses
+import functools
 import os
 import time
 
 from absl import flags
 
 from experiments import cli
-from mlp_jax import data, plots, results, robustness, tables, train
+from mlp_jax import data, plots, results, robustness, runner, tables, train
+from mlp_jax.config import Config
 
 flags.DEFINE_string("out_dir", "runs/robustness", "Folder for the table, plot and records.")
 flags.DEFINE_list(
@@ -31,6 +33,42 @@ cli.define_workdir_flag()
 FLAGS = flags.FLAGS
 
 
+def add_corrupted(cfg: Config, dataset: data.Dataset, fit: train.FitResult, records: list[dict]):
+    """Add each replica's test accuracies under every corruption to its record."""
+    accuracies = robustness.corrupted_accuracies(cfg, fit.replicas, dataset)
+    for r, record in enumerate(records):
+        record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
+
+
+def train_variant(base: Config, variant: str, dataset: data.Dataset, out: str):
+    """Train and record the variant NAME=AUGMENTATIONS of `base`; return its table row and
+    records."""
+    name, _, kinds = variant.partition("=")
+    cfg = dataclasses.replace(base, name=f"robust_{name}", augment=kinds.replace("+", ","))
+    folder = os.path.join(FLAGS.workdir, name) if FLAGS.workdir else None
+    annotate = functools.partial(add_corrupted, cfg, dataset)
+    _, records, new = runner.train_and_record(
+        cfg, dataset, out, folder, annotate=annotate, command=cli.command()
+    )
+    if not new:
+        print(f"{folder} holds this finished variant already: nothing trained or recorded")
+    accuracies = {
+        kind: [r["corrupted_test_accuracy"][kind] for r in records]
+        for kind in records[0]["corrupted_test_accuracy"]
+    }
+    print(
+        f"{name}: "
+        + "  ".join(f"{k} {results.summarize(v)[0]:.4f}" for k, v in accuracies.items()),
+        flush=True,
+    )
+    row = {
+        "model": name,
+        "augment": cfg.augment or "none",
+        **{k: results.summarize(v) for k, v in accuracies.items()},
+    }
+    return row, records
+
+
 def main(argv: list[str]) -> None:
     del argv
     base, start = cli.config_from_flags(), time.perf_counter()
@@ -39,32 +77,9 @@ def main(argv: list[str]) -> None:
     dataset = data.load(base.dataset, base.data_dir, base.validation_size)
     rows, records = [], []
     for variant in FLAGS.variants:
-        name, _, kinds = variant.partition("=")
-        cfg = dataclasses.replace(base, name=f"robust_{name}", augment=kinds.replace("+", ","))
-        folder = os.path.join(FLAGS.workdir, name) if FLAGS.workdir else None
-        workdir = cli.open_workdir(folder, cfg)
-        fit = train.fit(cfg, dataset, store=workdir)
-        accuracies = robustness.corrupted_accuracies(cfg, fit.replicas, dataset)
-        variant_records = results.run_records(cfg, fit, cfg.dataset, dataset.digest)
-        for r, record in enumerate(variant_records):
-            record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
-        if not cli.record(variant_records, records_path, workdir):
-            print(f"{folder} holds this finished variant already: nothing trained or recorded")
-        if workdir:
-            workdir.close()
+        row, variant_records = train_variant(base, variant, dataset, records_path)
+        rows.append(row)
         records += variant_records
-        rows.append(
-            {
-                "model": name,
-                "augment": cfg.augment or "none",
-                **{k: results.summarize(v) for k, v in accuracies.items()},
-            }
-        )
-        print(
-            f"{name}: "
-            + "  ".join(f"{k} {results.summarize(v)[0]:.4f}" for k, v in accuracies.items()),
-            flush=True,
-        )
     header = tables.provenance(cli.command(), records, time.perf_counter() - start)
     print(
         "wrote",

@@ -24,11 +24,10 @@ from experiments import cli
 from mlp_jax import checkpoints, digits, evaluation, train
 from mlp_jax.errors import InputError
 
-flags.DEFINE_string("workdir", None, "Folder that `experiments.mlp --workdir` saved the model in.")
+cli.define_workdir_flag(required=True)
 flags.DEFINE_enum(
-    "checkpoint", "latest", ["latest", "best"], "Which saved weights: the last or the best."
+    "checkpoint", "latest", checkpoints.WHICH, "Which saved weights: the last or the best."
 )
-flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 

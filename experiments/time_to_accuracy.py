@@ -13,7 +13,7 @@ import json
 from absl import flags
 
 from experiments import cli
-from mlp_jax import data, results, train
+from mlp_jax import data, runner, train
 
 flags.DEFINE_float("target", 0.99, "Test accuracy to reach.")
 flags.DEFINE_string("out", "runs/time_to_accuracy.jsonl", "JSON-lines file for the records.")
@@ -22,65 +22,74 @@ cli.define_workdir_flag()
 FLAGS = flags.FLAGS
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    cfg = cli.config_from_flags()
-    results.check_appendable(FLAGS.out)
-    print("config:", cfg.describe())
-    workdir = cli.open_workdir(FLAGS.workdir, cfg)
-    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
-    reached: dict[int, dict] = {}
+def seconds(evaluation: train.Evaluation) -> float:
+    """Return the training loop's wall clock at `evaluation`, evaluations included."""
+    return evaluation.train_seconds + evaluation.eval_seconds
 
-    def watch(entry: dict) -> bool:
-        seconds = entry["train_seconds"] + entry["eval_seconds"]
-        for r, accuracy in enumerate(entry["test_accuracy"]):
-            if accuracy >= FLAGS.target and r not in reached:
-                reached[r] = {
-                    "step": entry["step"],
-                    "seconds": seconds,
-                    "train_seconds": entry["train_seconds"],
-                }
-        print(
-            f"step {entry['step']:6d}  {seconds:6.1f}s  test_accuracy "
-            + " ".join(f"{a:.4f}" for a in entry["test_accuracy"]),
-            flush=True,
-        )
-        if workdir:
-            workdir.log(entry)
-        return len(reached) == cfg.num_seeds
 
-    fit = train.fit(cfg, dataset, on_eval=watch, store=workdir)
-    records = results.run_records(cfg, fit, cfg.dataset, dataset.digest)
+def mark_target(records: list[dict], reached: dict[int, train.Evaluation]) -> None:
+    """Add to each replica's record when it first reached --target (None: never)."""
     for r, record in enumerate(records):
         hit = reached.get(r)
         record.update(
             target=FLAGS.target,
-            reached_at_step=hit and hit["step"],
-            seconds_to_target=hit and hit["seconds"],
-            train_seconds_to_target=hit and hit["train_seconds"],
+            reached_at_step=hit.step if hit else None,
+            seconds_to_target=seconds(hit) if hit else None,
+            train_seconds_to_target=hit.train_seconds if hit else None,
         )
+
+
+def print_reached(fit: train.FitResult, reached: dict[int, train.Evaluation]) -> None:
+    """Print, per seed, when it reached --target and in how many seconds, or that it did not."""
+    for r, seed in enumerate(fit.seeds):
+        hit = reached.get(r)
         print(
-            f"seed={record['seed']} "
+            f"seed={seed} "
             + (
-                f"reached {FLAGS.target} at step {hit['step']}: {hit['seconds']:.1f}s "
-                f"(training alone {hit['train_seconds']:.1f}s), compile {fit.compile_seconds:.1f}s"
+                f"reached {FLAGS.target} at step {hit.step}: {seconds(hit):.1f}s "
+                f"(training alone {hit.train_seconds:.1f}s), compile {fit.compile_seconds:.1f}s"
                 if hit
                 else f"never reached {FLAGS.target} in {fit.steps} steps"
             )
         )
-    if not cli.record(records, FLAGS.out, workdir):
-        print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
-    if workdir:
-        workdir.close()
-    print(
-        json.dumps(
-            {
-                "target": FLAGS.target,
-                "seconds_to_target": [r["seconds_to_target"] for r in records],
-                "compile_seconds": fit.compile_seconds,
-            }
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    cfg = cli.config_from_flags()
+    print("config:", cfg.describe())
+    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
+    reached: dict[int, train.Evaluation] = {}
+
+    def watch(evaluation: train.Evaluation) -> bool:
+        for r, accuracy in enumerate(evaluation.test_accuracy):
+            if accuracy >= FLAGS.target:
+                reached.setdefault(r, evaluation)
+        print(
+            f"step {evaluation.step:6d}  {seconds(evaluation):6.1f}s  test_accuracy "
+            + " ".join(f"{a:.4f}" for a in evaluation.test_accuracy),
+            flush=True,
         )
+        return len(reached) == cfg.num_seeds
+
+    fit, records, new = runner.train_and_record(
+        cfg,
+        dataset,
+        FLAGS.out,
+        FLAGS.workdir,
+        on_eval=watch,
+        annotate=lambda fit, records: mark_target(records, reached),
+        command=cli.command(),
     )
+    print_reached(fit, reached)
+    if not new:
+        print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
+    summary = {
+        "target": FLAGS.target,
+        "seconds_to_target": [r["seconds_to_target"] for r in records],
+        "compile_seconds": fit.compile_seconds,
+    }
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlp_jax import activations, checkpoints, train
+from mlp_jax import activations, runner, train
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
 
@@ -281,7 +281,7 @@ def steady_rate(cfg: Config, data: Dataset, device: jax.Device, steps: int) -> d
     the last two (the first warms up; on a shared machine, noise only slows a chunk down)."""
     rates = []
     run = dataclasses.replace(cfg, steps=3 * steps, epochs=0, eval_every=steps, devices=1)
-    fit = train.fit(run, data, lambda entry: rates.append(entry["steps_per_sec"]), [device])
+    fit = train.fit(run, data, lambda e: rates.append(e.steps_per_sec), [device])
     return {"compile_seconds": fit.compile_seconds, "steps_per_sec": max(rates[1:])}
 
 
@@ -443,13 +443,13 @@ def checkpoint_cost(cfg: Config, data: Dataset, repeats: int) -> dict:
     rates: dict[str, list[float]] = {"without": [], "with": []}
     for r in range(repeats):
         for kind in ("without", "with") if r % 2 == 0 else ("with", "without"):
-            with tempfile.TemporaryDirectory() as folder:
-                workdir = checkpoints.Workdir(folder, cfg, "bench", {}) if kind == "with" else None
+            with (
+                tempfile.TemporaryDirectory() as folder,
+                runner.work_folder(folder if kind == "with" else None, cfg, "bench") as workdir,
+            ):
                 tic = time.perf_counter()
-                fit = train.fit(cfg, data, on_eval=workdir and workdir.log, store=workdir)
+                fit = runner.fit_in(cfg, data, workdir)
                 seconds = time.perf_counter() - tic - fit.compile_seconds
-                if workdir:
-                    workdir.close()
             rates[kind].append(fit.steps / seconds)
     median = {kind: statistics.median(values) for kind, values in rates.items()}
     return {
@@ -483,6 +483,101 @@ def _sweep_table(points: list[dict], key: str) -> list[str]:
     return rows
 
 
+def _tutorial_lines(r: dict) -> list[str]:
+    """Return a platform's heading, matmul peak and tutorial-protocol rates."""
+    t, peak = r["tutorial"], r["matmul_peak"]
+    return [
+        f"## {r['platform']}: {r['device']} ({r['device_count']} visible)",
+        "",
+        "Matrix-multiply peak: "
+        + ", ".join(
+            f"{dtype} {p['flops_per_sec'] / 1e9:,.0f} GFLOP/s ({p['size']}²)"
+            for dtype, p in peak.items()
+        ),
+        "",
+        f"Tutorial protocol, {t['steps']} steps, "
+        f"{t['flops_per_step'] / 1e6:,.0f} MFLOP of matrix products per step; the first "
+        f"two rows' fraction of peak is the median over runs of each run against a "
+        f"{peak['float32']['size']}² product timed beside it (median "
+        f"{t['peak_beside_runs'] / 1e9:,.0f} GFLOP/s):",
+        "",
+        *RATE_HEADER,
+        _rate_row("minimal hand-written loop", t["minimal"]),
+        _rate_row("mlp_jax", t["mlp_jax"]),
+        _rate_row("mlp_jax, bfloat16 matmuls", t["mlp_jax_bfloat16"]),
+        "",
+        f"mlp_jax / minimal loop: **{t['ratio_to_minimal']:.1%}** (median of "
+        f"{len(t['all_mlp_jax'])} interleaved pairs); "
+        f"compile {t['compile_seconds']:.1f} s",
+        "",
+    ]
+
+
+def _recipe_lines(recipe: dict) -> list[str]:
+    """Return the rates of the heavier recipe."""
+    return [
+        f"Recipe {recipe['name']} (augmentation's resampling is not counted "
+        f"in the FLOPs); compile {recipe['compile_seconds']:.1f} s:",
+        "",
+        *RATE_HEADER,
+        _rate_row(recipe["name"], recipe),
+        "",
+    ]
+
+
+def _ablation_lines(ablations: dict) -> list[str]:
+    """Return the table of what each performance choice buys, tutorial and narrow network."""
+    lines = [
+        "What each choice buys: the minimal loop with one choice taken away (every "
+        "row on the same shuffles, made beforehand), for the tutorial network and for "
+        "a narrow 784-64-10 one whose steps are as short as a GPU's.",
+        "",
+        "| taken away | tutorial steps/s | relative | 784-64-10 steps/s | relative |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for a, b in zip(ablations["tutorial"], ablations["narrow"], strict=True):
+        if "steps_per_sec" in a:
+            lines.append(
+                f"| {a['taken_away']} | {a['steps_per_sec']:,.0f} | "
+                f"{a['relative_to_minimal']:.0%} | {b['steps_per_sec']:,.0f} | "
+                f"{b['relative_to_minimal']:.0%} |"
+            )
+        else:
+            lines.append(
+                f"| {a['taken_away']} | {a['bytes_saved_per_step'] / 1e6:.1f} MB "
+                f"more per step | | {b['bytes_saved_per_step'] / 1e6:.2f} MB | |"
+            )
+    return [*lines, ""]
+
+
+def _sweep_lines(s: dict) -> list[str]:
+    """Return the sweep's three tables and where throughput saturates."""
+    return [
+        "Sweep, tutorial network unless changed:",
+        "",
+        *_sweep_table(s["batch_size"], "batch_size"),
+        "",
+        *_sweep_table(s["num_seeds"], "num_seeds"),
+        "",
+        *_sweep_table(s["width"], "hidden"),
+        "",
+        f"Throughput saturates (≥ {SATURATION:.0%} of the best) from batch size "
+        f"**{s['saturating_batch_size']}**.",
+        "",
+    ]
+
+
+def _platform_lines(platform: str, r: dict) -> list[str]:
+    """Return one platform's section of the report."""
+    lines = _tutorial_lines({**r, "platform": platform})
+    if "recipe" in r:
+        lines += _recipe_lines(r["recipe"])
+    lines += _ablation_lines(r["ablations"])
+    if "sweep" in r:
+        lines += _sweep_lines(r["sweep"])
+    return lines
+
+
 def markdown(report: dict) -> str:
     """Return the benchmark report as Markdown tables, one section per platform."""
     lines = [
@@ -494,79 +589,7 @@ def markdown(report: dict) -> str:
         "",
     ]
     for platform, r in report["platforms"].items():
-        t = r["tutorial"]
-        peak = r["matmul_peak"]
-        lines += [
-            f"## {platform}: {r['device']} ({r['device_count']} visible)",
-            "",
-            "Matrix-multiply peak: "
-            + ", ".join(
-                f"{dtype} {p['flops_per_sec'] / 1e9:,.0f} GFLOP/s ({p['size']}²)"
-                for dtype, p in peak.items()
-            ),
-            "",
-            f"Tutorial protocol, {t['steps']} steps, "
-            f"{t['flops_per_step'] / 1e6:,.0f} MFLOP of matrix products per step; the first "
-            f"two rows' fraction of peak is the median over runs of each run against a "
-            f"{peak['float32']['size']}² product timed beside it (median "
-            f"{t['peak_beside_runs'] / 1e9:,.0f} GFLOP/s):",
-            "",
-            *RATE_HEADER,
-            _rate_row("minimal hand-written loop", t["minimal"]),
-            _rate_row("mlp_jax", t["mlp_jax"]),
-            _rate_row("mlp_jax, bfloat16 matmuls", t["mlp_jax_bfloat16"]),
-            "",
-            f"mlp_jax / minimal loop: **{t['ratio_to_minimal']:.1%}** (median of "
-            f"{len(t['all_mlp_jax'])} interleaved pairs); "
-            f"compile {t['compile_seconds']:.1f} s",
-            "",
-        ]
-        if "recipe" in r:
-            lines += [
-                f"Recipe {r['recipe']['name']} (augmentation's resampling is not counted "
-                f"in the FLOPs); compile {r['recipe']['compile_seconds']:.1f} s:",
-                "",
-                *RATE_HEADER,
-                _rate_row(r["recipe"]["name"], r["recipe"]),
-                "",
-            ]
-        tutorial_rows, narrow_rows = r["ablations"]["tutorial"], r["ablations"]["narrow"]
-        lines += [
-            "What each choice buys: the minimal loop with one choice taken away (every "
-            "row on the same shuffles, made beforehand), for the tutorial network and for "
-            "a narrow 784-64-10 one whose steps are as short as a GPU's.",
-            "",
-            "| taken away | tutorial steps/s | relative | 784-64-10 steps/s | relative |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for a, b in zip(tutorial_rows, narrow_rows, strict=True):
-            if "steps_per_sec" in a:
-                lines.append(
-                    f"| {a['taken_away']} | {a['steps_per_sec']:,.0f} | "
-                    f"{a['relative_to_minimal']:.0%} | {b['steps_per_sec']:,.0f} | "
-                    f"{b['relative_to_minimal']:.0%} |"
-                )
-            else:
-                lines.append(
-                    f"| {a['taken_away']} | {a['bytes_saved_per_step'] / 1e6:.1f} MB "
-                    f"more per step | | {b['bytes_saved_per_step'] / 1e6:.2f} MB | |"
-                )
-        lines.append("")
-        if "sweep" in r:
-            s = r["sweep"]
-            lines += [
-                "Sweep, tutorial network unless changed:",
-                "",
-                *_sweep_table(s["batch_size"], "batch_size"),
-                "",
-                *_sweep_table(s["num_seeds"], "num_seeds"),
-                "",
-                *_sweep_table(s["width"], "hidden"),
-                "",
-                f"Throughput saturates (≥ {SATURATION:.0%} of the best) from batch size "
-                f"**{s['saturating_batch_size']}**.",
-                "",
-            ]
+        lines += _platform_lines(platform, r)
     for platform, s in report["speedup_over_cpu"].items():
         lines.append(
             f"Speed-up of {platform} over the CPU: "

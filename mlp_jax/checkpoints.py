@@ -31,11 +31,12 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 import tensorboardX
 
-from mlp_jax import memory, results, train
+from mlp_jax import config, memory, results, train
 from mlp_jax.config import Config
 from mlp_jax.data import IMAGE_SHAPE, Dataset
 from mlp_jax.errors import InputError
@@ -69,19 +70,26 @@ def _typed(raw, like):
 
 def differing_settings(saved: dict, cfg: Config) -> list[str]:
     """Return `name saved (here now)` for each setting that differs from the saved run's."""
-    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
     return [
         f"--{k} {saved.get(k)!r} (here {v!r})"
-        for k, v in now.items()
+        for k, v in config.to_dict(cfg).items()
         if k not in RESUMABLE and saved.get(k) != v
     ]
 
 
-class Workdir:
-    """A run's work folder, locked for this process; a `train.Store` for `train.fit`."""
+def _write_json(path: str, value) -> None:
+    """Write `value` as indented JSON to `path`, atomically."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(json.dumps(value, indent=1) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+class Settings:
+    """A work folder's lock and settings: one process at a time, and a run only under the
+    settings of the run the folder holds, which config.json keeps."""
 
     def __init__(self, path: str, cfg: Config, command: str, versions: dict):
-        self.path, self.cfg = path, cfg
+        self.cfg, self.command, self.versions = cfg, command, versions
         try:
             os.makedirs(path, exist_ok=True)
             self._lock = open(os.path.join(path, ".lock"), "a")  # noqa: SIM115 - held till exit
@@ -95,7 +103,6 @@ class Workdir:
                 "folder"
             ) from None
         self.config_path = os.path.join(path, CONFIG_FILE)
-        self.command, self.versions = command, versions
         if os.path.exists(self.config_path):
             saved = read_config(path)["config"]
         else:  # config.json deleted: the checkpoints still know their settings
@@ -106,22 +113,46 @@ class Workdir:
                 f"--workdir {path!r} holds a run with other settings: {', '.join(differ)}; "
                 "use those settings to resume it, or another --workdir"
             )
-        self.manager = manager(path, cfg.keep_checkpoints)
-        self.writers: dict[int, tensorboardX.SummaryWriter] = {}
 
-    def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
-        """Return the last usable checkpoint's replicas and progress, or None for a new run
-        (whose config.json is then written)."""
+    def write(self, train_images: int) -> None:
+        """Write config.json unless it is there: the settings, the training split's size (it
+        shapes the replicas, for `load`), the command line and the library versions."""
         if not os.path.exists(self.config_path):
             settings = {
-                "config": dataclasses.asdict(self.cfg),
-                "train_images": fresh.order.shape[-1],  # shapes the replicas, for `load`
+                "config": config.to_dict(self.cfg),
+                "train_images": train_images,
                 "command": self.command,
                 "versions": self.versions,
             }
-            with open(self.config_path + ".tmp", "w", encoding="utf-8") as f:
-                f.write(json.dumps(settings, indent=1) + "\n")
-            os.replace(self.config_path + ".tmp", self.config_path)
+            _write_json(self.config_path, settings)
+
+    def close(self) -> None:
+        """Release the lock."""
+        self._lock.close()
+
+
+def progress_json(progress: train.Progress) -> dict:
+    """Return `progress` as a checkpoint's JSON holds it: the interval's losses as lists."""
+    losses = np.asarray(progress.interval_losses, np.float32).tolist()
+    return {**dataclasses.asdict(progress), "interval_losses": losses}
+
+
+def progress_from_json(saved: dict) -> train.Progress:
+    """Return the Progress of a checkpoint's JSON, `progress_json`'s inverse."""
+    return train.Progress(
+        **{**saved, "interval_losses": np.array(saved["interval_losses"], np.float32)}
+    )
+
+
+class Checkpoints:
+    """A work folder's Orbax checkpoints of the whole training state, each sealed by a digest."""
+
+    def __init__(self, path: str, cfg: Config):
+        self.path, self.cfg = path, cfg
+        self.manager = manager(path, cfg.keep_checkpoints)
+
+    def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
+        """Return the last usable checkpoint's replicas and progress, or None for a new run."""
         return restore(self.manager, fresh, self.path, owner=True)
 
     def save(self, replicas: train.Replica, progress: train.Progress) -> None:
@@ -136,33 +167,71 @@ class Workdir:
             progress.step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(storable(replicas)),
-                progress=ocp.args.JsonSave(dataclasses.asdict(progress)),
+                progress=ocp.args.JsonSave(progress_json(progress)),
             ),
             metrics=metrics,
             force=True,
         )
         self.manager.wait_until_finished()
-        settings = {
-            "config": dataclasses.asdict(self.cfg),
-            "train_images": replicas.order.shape[-1],
-        }
+        settings = {"config": config.to_dict(self.cfg), "train_images": replicas.order.shape[-1]}
         write_digest(step_folder(self.manager, progress.step), settings)
 
-    def log(self, entry: dict) -> None:
-        """Write one evaluation's scalars to each replica's TensorBoard event stream."""
-        for r in range(self.cfg.num_seeds):
-            seed = self.cfg.seed + r
-            if seed not in self.writers:
-                self.writers[seed] = tensorboardX.SummaryWriter(
-                    os.path.join(self.path, "tensorboard", f"seed_{seed}")
-                )
-                self.writers[seed].add_text("config", self.cfg.describe(), entry["step"])
-            writer = self.writers[seed]
+    def close(self) -> None:
+        """Close the checkpoint manager."""
+        self.manager.close()
+
+
+class EventLog:
+    """A work folder's TensorBoard event streams, one per replica, opened at the first event."""
+
+    def __init__(self, path: str, cfg: Config):
+        self.path, self.cfg = path, cfg
+        self.writers: dict[int, tensorboardX.SummaryWriter] = {}
+
+    def _writer(self, seed: int, step: int) -> tensorboardX.SummaryWriter:
+        """Return the event stream of replica `seed`, opened (with the settings) if new."""
+        if seed not in self.writers:
+            folder = os.path.join(self.path, "tensorboard", f"seed_{seed}")
+            self.writers[seed] = tensorboardX.SummaryWriter(folder)
+            self.writers[seed].add_text("config", self.cfg.describe(), step)
+        return self.writers[seed]
+
+    def log(self, evaluation: train.Evaluation) -> None:
+        """Write one evaluation's scalars to each replica's event stream."""
+        step = evaluation.step
+        for r, seed in enumerate(train.replica_seeds(self.cfg)):
+            writer = self._writer(seed, step)
             for key in ("train_loss", "val_accuracy", "test_accuracy"):
-                writer.add_scalar(key, entry[key][r], entry["step"])
+                writer.add_scalar(key, float(getattr(evaluation, key)[r]), step)
             for key in ("learning_rate", "steps_per_sec"):
-                writer.add_scalar(key, entry[key], entry["step"])
+                writer.add_scalar(key, getattr(evaluation, key), step)
             writer.flush()
+
+    def close(self) -> None:
+        """Close the event files."""
+        for writer in self.writers.values():
+            writer.close()
+
+
+class Workdir:
+    """A run's work folder, locked for this process: its settings, checkpoints, event log and
+    records; a `train.Store` for `train.fit`."""
+
+    def __init__(self, path: str, cfg: Config, command: str, versions: dict):
+        self.path = path
+        self.settings = Settings(path, cfg, command, versions)
+        self.checkpoints = Checkpoints(path, cfg)
+        self.events = EventLog(path, cfg)
+
+    def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
+        """Return the last usable checkpoint's replicas and progress, or None for a new run
+        (whose config.json is then written)."""
+        self.settings.write(fresh.order.shape[-1])
+        return self.checkpoints.restore(fresh)
+
+    def save(self, replicas: train.Replica, progress: train.Progress) -> None:
+        """Save a checkpoint of `replicas` and `progress`."""
+        self.checkpoints.save(replicas, progress)
 
     def record(self, records: list[dict], out: str) -> bool:
         """Append a finished run's records to the folder's results.jsonl and to `out`, each
@@ -187,10 +256,9 @@ class Workdir:
 
     def close(self) -> None:
         """Release the folder: close the event files, the checkpoint manager and the lock."""
-        for writer in self.writers.values():
-            writer.close()
-        self.manager.close()
-        self._lock.close()
+        self.events.close()
+        self.checkpoints.close()
+        self.settings.close()
 
 
 REACHED = "recorded.json"  # in a work folder: the --out files its records reached
@@ -206,10 +274,7 @@ def _reached(path: str) -> set[str]:
 
 def _mark_reached(path: str, reached: set[str]) -> None:
     """Write the --out files the records of work folder `path` reached, atomically."""
-    marker = os.path.join(path, REACHED)
-    with open(marker + ".tmp", "w", encoding="utf-8") as f:
-        f.write(json.dumps(sorted(reached), indent=1) + "\n")
-    os.replace(marker + ".tmp", marker)
+    _write_json(os.path.join(path, REACHED), sorted(reached))
 
 
 def _metric(metrics: dict) -> float:
@@ -337,7 +402,7 @@ def _restore_step(mgr: ocp.CheckpointManager, step: int, fresh: train.Replica):
                 state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()
             ),
         )
-    return _typed(restored.state, fresh), train.Progress(**restored.progress)
+    return _typed(restored.state, fresh), progress_from_json(restored.progress)
 
 
 def _first_usable(mgr: ocp.CheckpointManager, steps: list[int], fresh: train.Replica):
@@ -402,11 +467,6 @@ class Saved:
     seeds: list[int]
 
 
-def saved_config(settings: dict) -> Config:
-    """Return the Config of a run's saved settings."""
-    return Config(**{**settings["config"], "hidden": tuple(settings["config"]["hidden"])})
-
-
 def read_config(path: str) -> dict:
     """Return the config.json of the work folder `path`, checked to hold a run's settings."""
     config_path = os.path.join(path, CONFIG_FILE)
@@ -415,7 +475,7 @@ def read_config(path: str) -> dict:
     try:
         with open(config_path, encoding="utf-8") as f:
             settings = json.load(f)
-        saved_config(settings)
+        config.from_dict(settings["config"])
         if not isinstance(settings["train_images"], int):
             raise TypeError("train_images is not a whole number")
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -431,7 +491,7 @@ def load(path: str, which: str = "latest") -> Saved:
     if which not in WHICH:
         raise InputError(f"unknown --checkpoint {which!r}; accepted: {', '.join(WHICH)}")
     settings = read_config(path)
-    cfg = saved_config(settings)
+    cfg = config.from_dict(settings["config"])
     mgr = manager(path)  # read-only mode would log two warnings; loading saves nothing
     try:
         restored = restore(mgr, abstract_replicas(cfg, settings["train_images"]), path, which)
@@ -439,7 +499,7 @@ def load(path: str, which: str = "latest") -> Saved:
         mgr.close()
     if restored is None:
         raise InputError(f"--workdir {path!r} has no checkpoint yet")
-    return Saved(cfg, restored[0], restored[1], [cfg.seed + i for i in range(cfg.num_seeds)])
+    return Saved(cfg, restored[0], restored[1], train.replica_seeds(cfg))
 
 
 def abstract_replicas(cfg: Config, num_train: int) -> train.Replica:

@@ -233,3 +233,13 @@ def flag_table() -> str:
             f"| `--{field.name}` | {default} | {accepted(field)} | {field.metadata['help']} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def to_dict(cfg: Config) -> dict:
+    """Return every setting as JSON holds it (the hidden sizes as a list)."""
+    return {**dataclasses.asdict(cfg), "hidden": list(cfg.hidden)}
+
+
+def from_dict(values: dict) -> Config:
+    """Return the validated Config of settings read back from JSON, `to_dict`'s inverse."""
+    return Config(**{**values, "hidden": tuple(values["hidden"])})

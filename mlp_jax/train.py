@@ -334,6 +334,36 @@ def fraction(correct: np.ndarray, total: int) -> np.ndarray:
     return correct / total if total else np.full(correct.shape, np.nan)
 
 
+def replica_seeds(cfg: Config) -> list[int]:
+    """Return the seeds of `cfg`'s replicas: --seed and the --num_seeds - 1 after it."""
+    return [cfg.seed + i for i in range(cfg.num_seeds)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """One evaluation during training, as `fit` passes it to `on_eval`: every replica's metrics
+    (arrays over replicas) and the run's speed, learning rate, divergence and seconds so far."""
+
+    step: int
+    train_loss: np.ndarray  # mean loss over the steps since the last evaluation
+    val_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    steps_per_sec: float  # of the chunk just trained, compilation excluded
+    learning_rate: float  # of the last step taken
+    diverged_at_step: tuple[int | None, ...]
+    train_seconds: float
+    eval_seconds: float
+
+    def curve_point(self) -> dict:
+        """Return what a run's history keeps of it: the step and the per-replica metrics."""
+        return {
+            "step": self.step,
+            "train_loss": self.train_loss.tolist(),
+            "val_accuracy": self.val_accuracy.tolist(),
+            "test_accuracy": self.test_accuracy.tolist(),
+        }
+
+
 @dataclasses.dataclass
 class FitResult:
     """What training produced: the trained replicas, their metrics and timings."""
@@ -348,7 +378,7 @@ class FitResult:
     ensemble_test_accuracy: float | None  # of the finished replicas' averaged softmax
     ensemble_members: int | None  # replicas that entered it; None for a lone replica
     diverged_at_step: list[int | None]
-    history: list[dict]  # per evaluation: step, and per-replica lists of the metrics
+    history: list[dict]  # per evaluation: `Evaluation.curve_point`
     n_params: int
     device_count: int
     compile_seconds: float
@@ -412,10 +442,27 @@ class Progress:
 
     step: int
     diverged_at_step: list[int | None]
-    interval_losses: list[list[float]]  # per replica: the losses of this evaluation interval
+    interval_losses: np.ndarray  # (replicas, steps): the losses since the last evaluation
     history: list[dict] = dataclasses.field(default_factory=list)
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+
+    @classmethod
+    def fresh(cls, replicas: int) -> "Progress":
+        """Return the progress of `replicas` replicas before their first step."""
+        return cls(0, [None] * replicas, np.zeros((replicas, 0), np.float32))
+
+    def add_chunk(self, losses: np.ndarray, seconds: float) -> None:
+        """Count a trained chunk: its losses (replicas, steps), divergence and seconds."""
+        _first_nonfinite(losses, self.step, self.diverged_at_step)
+        self.step += losses.shape[1]
+        self.interval_losses = np.concatenate([self.interval_losses, losses], axis=1)
+        self.train_seconds += seconds
+
+    def add_evaluation(self, evaluation: Evaluation) -> None:
+        """Keep an evaluation in the history and start the next interval's losses."""
+        self.history.append(evaluation.curve_point())
+        self.interval_losses = np.zeros((len(self.interval_losses), 0), np.float32)
 
 
 class Store(Protocol):
@@ -445,93 +492,104 @@ def evaluator(cfg: Config, where: parallel.Placement) -> Callable:
     return jax.jit(per_replica(count), out_shardings=where.whole)
 
 
-def fit(
+class Programs:
+    """A run's compiled programs: evaluation, and training for each chunk length met (each
+    compiled once), with the seconds compiling took."""
+
+    def __init__(self, cfg: Config, where: parallel.Placement, replicas: Replica, data: Dataset):
+        tx = make_optimizer(cfg, cfg.total_steps(data.train_x.shape[0]))
+        self.train = chunk_program(cfg, make_model(cfg), tx, where)
+        self.compiled: dict[int, Callable] = {}
+        tic = time.perf_counter()
+        self.evaluate = evaluator(cfg, where).lower(replicas, data).compile()
+        self.compile_seconds = time.perf_counter() - tic
+
+    def chunk(self, replicas: Replica, data: Dataset, steps: jax.Array) -> Callable:
+        """Return the compiled program that trains a chunk as long as `steps`."""
+        if len(steps) not in self.compiled:
+            tic = time.perf_counter()
+            self.compiled[len(steps)] = self.train.lower(replicas, data, steps).compile()
+            self.compile_seconds += time.perf_counter() - tic
+        return self.compiled[len(steps)]
+
+
+def start(
+    cfg: Config, data: Dataset, where: parallel.Placement, store: Store | None
+) -> tuple[Replica, Progress]:
+    """Return fresh replicas and progress, or the `store`'s last saved ones, laid out as `where`
+    says."""
+    init = jax.jit(functools.partial(init_replicas, cfg), out_shardings=where.replicas)
+    replicas = init(jnp.array(replica_seeds(cfg)), data)
+    restored = store.restore(replicas) if store else None
+    if restored is None:
+        return replicas, Progress.fresh(cfg.num_seeds)
+    return jax.device_put(restored[0], where.replicas), restored[1]
+
+
+def run_chunk(
+    program: Callable, replicas: Replica, data: Dataset, steps: jax.Array, progress: Progress
+) -> tuple[Replica, float]:
+    """Train every replica through `steps` with the compiled `program` and count the chunk in
+    `progress`; return the replicas and the seconds it took."""
+    tic = time.perf_counter()
+    replicas, losses = program(replicas, data, steps)
+    losses = np.asarray(losses)  # waits for the chunk: the only host sync per chunk
+    seconds = time.perf_counter() - tic
+    progress.add_chunk(losses, seconds)
+    return replicas, seconds
+
+
+def run_evaluation(
+    cfg: Config,
+    program: Callable,
+    replicas: Replica,
+    data: Dataset,
+    progress: Progress,
+    steps_per_sec: float,
+) -> Evaluation:
+    """Measure every replica on the validation and test splits with the compiled `program`;
+    keep the evaluation in `progress` and return it."""
+    tic = time.perf_counter()
+    val, test = program(replicas, data)
+    val = fraction(np.asarray(val), len(data.val_y))
+    test = fraction(np.asarray(test), len(data.test_y))
+    progress.eval_seconds += time.perf_counter() - tic
+    evaluation = Evaluation(
+        step=progress.step,
+        train_loss=progress.interval_losses.mean(axis=1),
+        val_accuracy=val,
+        test_accuracy=test,
+        steps_per_sec=steps_per_sec,
+        learning_rate=learning_rate(cfg, cfg.total_steps(len(data.train_y)), progress.step - 1),
+        diverged_at_step=tuple(progress.diverged_at_step),
+        train_seconds=progress.train_seconds,
+        eval_seconds=progress.eval_seconds,
+    )
+    progress.add_evaluation(evaluation)
+    return evaluation
+
+
+def fit_result(
     cfg: Config,
     data: Dataset,
-    on_eval: Callable[[dict], bool | None] | None = None,
-    visible: Sequence[jax.Device] | None = None,
-    store: Store | None = None,
+    replicas: Replica,
+    progress: Progress,
+    trained_steps: int,
+    compile_seconds: float,
+    device_count: int,
 ) -> FitResult:
-    """Train `cfg.num_seeds` replicas of the configured MLP on `data`, evaluating as it goes.
-
-    Training uses `cfg.devices` of the `visible` devices (default: the default platform's).
-    `on_eval` sees each evaluation (with the seconds spent so far); returning True stops training.
-    With a `store`, training starts from its last state and saves its state after every chunk.
-    """
-    check_batch_fits(cfg, data.train_x.shape[0])
-    where = parallel.placement(cfg, parallel.select_devices(cfg.devices, visible))
-    data = jax.device_put(data, where.whole)
-    model = make_model(cfg)
-    total = cfg.total_steps(data.train_x.shape[0])
-    tx = make_optimizer(cfg, total)
-    seeds = [cfg.seed + i for i in range(cfg.num_seeds)]
-    init = jax.jit(functools.partial(init_replicas, cfg), out_shardings=where.replicas)
-    replicas = init(jnp.array(seeds), data)
-    progress = Progress(0, [None] * len(seeds), [[] for _ in seeds])
-    restored = store.restore(replicas) if store else None
-    if restored:
-        replicas, progress = jax.device_put(restored[0], where.replicas), restored[1]
-    first_step = progress.step
-    chunk = chunk_program(cfg, model, tx, where)
-    tic = time.perf_counter()
-    evaluate = evaluator(cfg, where).lower(replicas, data).compile()
-    compiled, compile_seconds = {}, time.perf_counter() - tic
-    while progress.step < total and None in progress.diverged_at_step:
-        steps = jnp.arange(progress.step, next_stop(progress.step, total, cfg), dtype=jnp.int32)
-        if len(steps) not in compiled:
-            tic = time.perf_counter()
-            compiled[len(steps)] = chunk.lower(replicas, data, steps).compile()
-            compile_seconds += time.perf_counter() - tic
-        tic = time.perf_counter()
-        replicas, losses = compiled[len(steps)](replicas, data, steps)
-        losses = np.asarray(losses)  # waits for the chunk: the only host sync per chunk
-        chunk_seconds = time.perf_counter() - tic
-        progress.train_seconds += chunk_seconds
-        _first_nonfinite(losses, progress.step, progress.diverged_at_step)
-        progress.step += len(steps)
-        interval = np.concatenate([np.array(progress.interval_losses, np.float32), losses], 1)
-        progress.interval_losses = interval.tolist()
-        stop = False
-        if progress.step % cfg.eval_every == 0 or progress.step == total:
-            tic = time.perf_counter()
-            val, test = evaluate(replicas, data)
-            val = fraction(np.asarray(val), len(data.val_y))
-            test = fraction(np.asarray(test), len(data.test_y))
-            progress.eval_seconds += time.perf_counter() - tic
-            entry = {
-                "step": progress.step,
-                "train_loss": interval.mean(axis=1).tolist(),
-                "val_accuracy": val.tolist(),
-                "test_accuracy": test.tolist(),
-            }
-            progress.history.append(entry)
-            progress.interval_losses = [[] for _ in seeds]
-            stop = on_eval and on_eval(
-                {
-                    **entry,
-                    "steps_per_sec": len(steps) / chunk_seconds,
-                    "diverged_at_step": list(progress.diverged_at_step),
-                    "train_seconds": progress.train_seconds,
-                    "eval_seconds": progress.eval_seconds,
-                    "learning_rate": learning_rate(cfg, total, progress.step - 1),
-                }
-            )
-        if store:
-            store.save(replicas, progress)
-        if stop:
-            break
-
+    """Return what training produced, with the ensemble of the finished replicas when several."""
     last = progress.history[-1]
     ensemble = members = None
-    if len(seeds) > 1:
+    if cfg.num_seeds > 1:
         probs = probabilities(cfg, replicas, data.test_x)
         members = finished(progress.diverged_at_step, probs)
         ensemble = ensemble_accuracy(probs, data.test_y, members)
     return FitResult(
         replicas=replicas,
-        seeds=seeds,
+        seeds=replica_seeds(cfg),
         steps=progress.step,
-        trained_steps=progress.step - first_step,
+        trained_steps=trained_steps,
         train_loss=np.array(last["train_loss"]),
         val_accuracy=np.array(last["val_accuracy"]),
         test_accuracy=np.array(last["test_accuracy"]),
@@ -539,11 +597,49 @@ def fit(
         ensemble_members=None if members is None else int(members.sum()),
         diverged_at_step=progress.diverged_at_step,
         history=progress.history,
-        n_params=models.count_params(replicas.params["params"]) // len(seeds),
-        device_count=len(where.devices),
+        n_params=models.count_params(replicas.params["params"]) // cfg.num_seeds,
+        device_count=device_count,
         compile_seconds=compile_seconds,
         train_seconds=progress.train_seconds,
         eval_seconds=progress.eval_seconds,
+    )
+
+
+def fit(
+    cfg: Config,
+    data: Dataset,
+    on_eval: Callable[[Evaluation], bool | None] | None = None,
+    visible: Sequence[jax.Device] | None = None,
+    store: Store | None = None,
+) -> FitResult:
+    """Train `cfg.num_seeds` replicas of the configured MLP on `data`, evaluating as it goes.
+
+    Training uses `cfg.devices` of the `visible` devices (default: the default platform's).
+    `on_eval` sees each evaluation; returning True stops training. With a `store`, training
+    starts from its last state and saves its state after every chunk.
+    """
+    check_batch_fits(cfg, data.train_x.shape[0])
+    where = parallel.placement(cfg, parallel.select_devices(cfg.devices, visible))
+    data = jax.device_put(data, where.whole)
+    replicas, progress = start(cfg, data, where, store)
+    first_step, total = progress.step, cfg.total_steps(data.train_x.shape[0])
+    programs = Programs(cfg, where, replicas, data)
+    while progress.step < total and None in progress.diverged_at_step:
+        steps = jnp.arange(progress.step, next_stop(progress.step, total, cfg), dtype=jnp.int32)
+        program = programs.chunk(replicas, data, steps)
+        replicas, seconds = run_chunk(program, replicas, data, steps, progress)
+        stop = False
+        if progress.step % cfg.eval_every == 0 or progress.step == total:
+            speed = len(steps) / seconds
+            evaluation = run_evaluation(cfg, programs.evaluate, replicas, data, progress, speed)
+            stop = bool(on_eval and on_eval(evaluation))
+        if store:
+            store.save(replicas, progress)
+        if stop:
+            break
+    trained = progress.step - first_step
+    return fit_result(
+        cfg, data, replicas, progress, trained, programs.compile_seconds, len(where.devices)
     )
 
 

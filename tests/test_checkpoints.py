@@ -42,9 +42,9 @@ def fit_into(path, data, cfg=TINY, stop_at=None) -> train.FitResult:
     workdir = open_workdir(path, cfg)
     try:
 
-        def on_eval(entry):
-            workdir.log({**entry})
-            return stop_at is not None and entry["step"] >= stop_at
+        def on_eval(evaluation):
+            workdir.events.log(evaluation)
+            return stop_at is not None and evaluation.step >= stop_at
 
         return train.fit(cfg, data, on_eval=on_eval, store=workdir)
     finally:

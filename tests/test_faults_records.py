@@ -11,7 +11,7 @@ import jax
 import pytest
 
 from experiments import cli
-from mlp_jax import checkpoints, memory, results
+from mlp_jax import checkpoints, memory, results, runner
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError, MachineError
 from tests.conftest import run_module
@@ -45,27 +45,27 @@ def test_a_rerun_after_a_failed_append_records_the_run_once(workdir, tmp_path, m
 
     monkeypatch.setattr(results, "append", full_out)
     with pytest.raises(MachineError, match="No space left on device"):
-        cli.record(finished_records("first"), out, workdir)
+        runner.record(finished_records("first"), out, workdir)
     monkeypatch.setattr(results, "append", real_append)
     # Started again, the finished run appends what its first start recorded.
-    assert cli.record(finished_records("second"), out, workdir) is True
+    assert runner.record(finished_records("second"), out, workdir) is True
     assert results.read(out) == finished_records("first")
-    assert cli.record(finished_records("third"), out, workdir) is False
+    assert runner.record(finished_records("third"), out, workdir) is False
     assert results.read(out) == finished_records("first")
     assert results.read(os.path.join(workdir.path, "results.jsonl")) == finished_records("first")
 
 
 def test_out_inside_the_work_folder_gets_the_records_once(workdir):
     out = os.path.join(workdir.path, "results.jsonl")
-    assert cli.record(finished_records(), out, workdir) is True
-    assert cli.record(finished_records(), out, workdir) is False
+    assert runner.record(finished_records(), out, workdir) is True
+    assert runner.record(finished_records(), out, workdir) is False
     assert results.read(out) == finished_records()
 
 
 def test_a_second_out_gets_the_records_of_the_first_start(workdir, tmp_path):
     first, second = str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")
-    assert cli.record(finished_records("first"), first, workdir) is True
-    assert cli.record(finished_records("again"), second, workdir) is True
+    assert runner.record(finished_records("first"), first, workdir) is True
+    assert runner.record(finished_records("again"), second, workdir) is True
     assert results.read(second) == results.read(first) == finished_records("first")
 
 
