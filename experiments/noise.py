@@ -33,14 +33,18 @@ cli.define_workdir_flag()
 FLAGS = flags.FLAGS
 
 
-def add_corrupted(cfg: Config, dataset: data.Dataset, fit: train.FitResult, records: list[dict]):
+def add_corrupted(
+    cfg: Config, dataset: data.Dataset, fit: train.FitResult, records: list[dict]
+) -> None:
     """Add each replica's test accuracies under every corruption to its record."""
     accuracies = robustness.corrupted_accuracies(cfg, fit.replicas, dataset)
     for r, record in enumerate(records):
         record["corrupted_test_accuracy"] = {k: v[r] for k, v in accuracies.items()}
 
 
-def train_variant(base: Config, variant: str, dataset: data.Dataset, out: str):
+def train_variant(
+    base: Config, variant: str, dataset: data.Dataset, out: str
+) -> tuple[dict, list[dict]]:
     """Train and record the variant NAME=AUGMENTATIONS of `base`; return its table row and
     records."""
     name, _, kinds = variant.partition("=")

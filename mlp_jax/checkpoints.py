@@ -10,6 +10,10 @@ state, TensorBoard event files and records, written by one process at a time.
     DIR/tensorboard/seed_S/   one event stream per replica
     DIR/results.jsonl     the run's records
 
+`Workdir` composes one part per job: `Settings` (the lock, config.json and the settings check),
+`Checkpoints` (Orbax, digests, restore and save) and `EventLog` (TensorBoard); it keeps the
+records (each file once, `recorded.json`) itself.
+
 Orbax writes each checkpoint to a temporary folder and renames it when complete, so a crash
 while writing leaves the previous checkpoints as they were. A checkpoint is used only when its
 files match its digest: the files on disk are hashed, not the arrays read back, as Orbax reads

@@ -1,7 +1,10 @@
 """Config parsing and validation."""
 
+import json
+
 import pytest
 
+from mlp_jax import config
 from mlp_jax.config import Config, parse_hidden
 from mlp_jax.errors import InputError
 
@@ -57,3 +60,8 @@ def test_config_rejects(settings, message):
 def test_total_steps_from_epochs_or_steps():
     assert Config(steps=300).total_steps(55000) == 300
     assert Config(epochs=2, batch_size=100).total_steps(55000) == 1100
+
+
+def test_config_round_trips_through_json():
+    cfg = Config(hidden=(7, 3), optimizer="adam", data_dir="d", augment="noise")
+    assert config.from_dict(json.loads(json.dumps(config.to_dict(cfg)))) == cfg

@@ -200,3 +200,13 @@ def test_num_seeds_trains_distinct_replicas_matching_the_single_run(mnist, small
         first_replica(three.params), first_replica(small_run.params), rtol=1e-3, atol=1e-5
     )
     assert abs(three.test_accuracy[0] - small_run.test_accuracy[0]) <= 0.002
+
+
+def test_each_evaluation_is_typed_and_kept_in_the_history(tiny):
+    seen = []
+    cfg = dataclasses.replace(TINY, steps=45, num_seeds=2)
+    result = train.fit(cfg, tiny, on_eval=seen.append)
+    assert all(isinstance(e, train.Evaluation) for e in seen)
+    assert [e.curve_point() for e in seen] == result.history
+    assert seen[-1].train_loss.shape == (2,) and seen[-1].diverged_at_step == (None, None)
+    assert seen[-1].train_seconds == result.train_seconds
