@@ -8,6 +8,23 @@ A relaunch trains only the (row, seed, settings) runs not yet in DIR/results.jso
 runs/NAME): more --seeds add seeds, other flags after `--` add the runs of those flags, and a
 killed launch resumes each row from its last checkpoint. --list prints one command per row (every
 seed, for any scheduler) and trains nothing; --row K runs row K (number or name) only.
+
+A study typed here is the product of its axes, each one flag of experiments.mlp and its values,
+separated by commas; '/' inside a value stands for the flag's own comma (hidden=256/256 is
+--hidden=256,256) and an empty value is the flag's empty value. Its cells are named from their
+values (act-tanh__hidden-256x256); its table pivots the first two axes into a matrix, one matrix
+per value of a third. A flag that is not experiments.mlp's, a bad value, a value given twice, an
+axis also set after `--`, or a flag the launch sets itself (--name, --seed, --num_seeds, --out,
+--workdir) after `--` stops the launch with one line and exit code 2, before anything trains.
+
+What counts as a run's settings is every flag of the run except the data folder, the evaluation
+interval and the device layout. --jobs J runs J processes at a time; with several GPUs job slot i
+runs on GPU i mod their number (XLA_PYTHON_CLIENT_PREALLOCATE=false when the jobs outnumber the
+GPUs). Each finished row prints `done: ROW (3/11, elapsed 0:02:10, eta 0:05:03)`. A launch into a
+folder that another launch is writing waits for it, then trains what is still missing.
+DIR/wall_seconds adds up every launch into the folder, saved as each row finishes, every 10 s and
+on SIGTERM or SIGINT (a kill -9 loses at most the last 10 s). The launch ends by exporting the
+table as experiments.table does with the same --grid, --axis and flags after `--`.
 """
 
 import dataclasses

@@ -1,7 +1,10 @@
 """Train one MLP on MNIST and report its test accuracy.
 
-Defaults are the TF1 tutorial's protocol: SGD lr 0.5, batch 100, 10,000 steps, every weight and
-bias from N(0, 0.01^2), 55,000 train / 5,000 validation. The tutorial's two-layer row:
+Defaults are the TF1 tutorial's protocol: plain SGD at lr 0.5, batches of 100 drawn without
+replacement from a fresh permutation each epoch (TF1 next_batch), 10,000 steps, every weight and
+bias from N(0, 0.01^2), cross-entropy on the softmax, the first 5,000 training images held out for
+validation (55,000 train). --out and --plot_dir are checked before training: a folder given as
+--out, or a place that cannot be written, is refused at once. The tutorial's two-layer row:
 
     python -m experiments.mlp --hidden=625,441 --act=relu6 --data_dir=../shared/datasets/mnist
 

@@ -2,17 +2,17 @@
 
     python -m experiments.predict --workdir=DIR [--checkpoint=best] IMAGE...
 
-Each IMAGE (PNG or JPEG, any size, dark ink on light paper or the reverse) is preprocessed as
-MNIST's digits were: grey levels, white digit on black, cropped to the digit, scaled to fit 20×20
-keeping its aspect ratio, centred by its centre of mass in 28×28. One line per image gives the
-three likeliest classes with their probabilities, averaged over the replicas when several were
-trained (over those that finished: a diverged replica is left out, and a model whose every
-replica diverged is an error):
+Each IMAGE (PNG, 8- or 16-bit, or JPEG, any size up to PIL's pixel limit, dark ink on light
+paper or the reverse) is preprocessed as MNIST's digits were: grey levels, white digit on black,
+cropped to the digit, scaled to fit 20×20 keeping its aspect ratio, centred by its centre of mass
+in 28×28. One line per image gives the three likeliest classes with their probabilities, averaged
+over the replicas when several were trained (over those that finished: a diverged replica is left
+out, and a model whose every replica diverged is an error):
 
     digit.png: 7 (0.981)  1 (0.012)  9 (0.004)
 
-A missing, unreadable or blank image gets an `error: IMAGE: reason` line on stderr; the others
-are still classified, and the exit code is then 2.
+A missing, unreadable, blank or oversized image gets an `error: IMAGE: reason` line on stderr;
+the others are still classified, and the exit code is then 2.
 """
 
 import sys

@@ -19,7 +19,21 @@ while writing leaves the previous checkpoints as they were. A checkpoint is used
 files match its digest: the files on disk are hashed, not the arrays read back, as Orbax reads
 garbled bytes back without complaint. One without its digest (cut off before it, or half
 deleted) or not matching it is damaged: it is skipped for the one before it, with one warning,
-and deleted when the folder is opened for training, so the run ends as one never interrupted.
+and deleted when the folder is opened for training, so the run ends as one never interrupted;
+loading a saved model (evaluate, predict) deletes nothing. With every checkpoint damaged,
+training and loading stop with one error line (exit code 2): delete the folder to start afresh.
+
+A checkpoint is written at each evaluation (and every --checkpoint_every steps); the latest
+--keep_checkpoints and the best by mean validation accuracy are kept. Resuming is exact: the same
+command with the same folder continues from its last checkpoint and, on the CPU, ends with the
+parameters and records (timings aside) of a run never interrupted, even after kill -9. A folder
+whose run has other settings is refused with one line naming them (the checkpoints' digests still
+know them if config.json is deleted); so is a second process on the folder. A finished run
+started again trains nothing, and records nothing unless its records did not reach --out
+(DIR/recorded.json lists the files they reached): then it appends them now. The TensorBoard
+events hold each replica's train loss, validation and test accuracy, learning rate and steps/s at
+every evaluation, and the settings as text (`tensorboard --logdir runs/` shows a grid's runs side
+by side).
 """
 
 import contextlib

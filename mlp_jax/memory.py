@@ -1,5 +1,10 @@
 """What a run needs of the machine, estimated before it starts: memory for training, disk for a
-checkpoint. A run that cannot fit is refused with one line naming both numbers (MachineError)."""
+checkpoint. A run that cannot fit is refused with one line naming both numbers (MachineError).
+
+Training needs the replicas' state, a gradient and a batch's activations, weighed against the
+host's available memory or the accelerator's free memory (an XLA out-of-memory error during
+training still ends with one line, from experiments/cli.py). Each checkpoint's size is checked
+against the free disk before it is saved."""
 
 from collections.abc import Sequence
 import functools

@@ -1,4 +1,16 @@
-"""Training on several devices: each step's batch split across them, or the replicas spread."""
+"""Training on several devices: each step's batch split across them, or the replicas spread.
+
+--devices=N takes the first N visible devices of the default platform (0: all). --parallel=batch
+splits each step's batch across them (data parallelism over a jax.sharding.Mesh, gradients
+all-reduced by XLA); --parallel=seeds spreads the --num_seeds replicas over them instead, with no
+communication (--num_seeds a multiple of the device count). Either way a run computes what a
+single-device run computes, up to float rounding. With JAX_COORDINATOR_ADDRESS set, every entry
+point first calls jax.distributed.initialize() (JAX_NUM_PROCESSES, JAX_PROCESS_ID, or SLURM, Open
+MPI or TPU settings); the mesh then spans every process's devices, and process 0 alone writes the
+records. On a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=4 makes four devices, and
+`python -m experiments.mlp --num_seeds=4 --parallel=seeds` trains on them: a correctness check,
+not a speed-up.
+"""
 
 from collections.abc import Sequence
 import dataclasses

@@ -1,6 +1,8 @@
 """Run records: one JSON object per run, appended atomically to a JSON-lines file.
 
-A record holds one seed of one run, with exactly the fields of RECORD_FIELDS (JSON null for none):
+A record holds one seed of one run, with the fields of RECORD_FIELDS (JSON null for none), and
+any an entry point adds (`noise`: corrupted_test_accuracy; `time_to_accuracy`: reached_at_step,
+seconds_to_target, train_seconds_to_target):
 
     name                       str: the run's name, a grid row's or built from the architecture
     config                     object: every Config setting of the run

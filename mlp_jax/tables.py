@@ -1,10 +1,15 @@
 """Accuracy tables built only from run records, with their statistics (scipy.stats).
 
-A grid's table has one line per row: mean ± std over seeds, and whether the published single run
-lies in the 95% prediction interval of our seeds. A study's table pivots its first two axes into a
-matrix of cells (one matrix per value of any further axes), each with its 95% confidence interval
-and whether it is significantly worse than the best of its matrix row. Both export to markdown,
-CSV, JSON and LaTeX.
+A grid's table has one line per row: its settings, the published accuracy, mean ± std (n) over
+seeds, the ensemble's accuracy (seeds trained together, their softmax averaged), the difference in
+points, the 95% prediction interval of our seeds (mean ± t·s·√(1 + 1/n): where one more run of
+ours would fall) and whether the published single run lies in it, seconds per run and platform;
+rows outside it, or with a note, are listed under the table with the row's explanation. A study's
+table pivots its first two axes into a matrix of cells (one matrix per value of any further axes),
+each `mean ± std (n) [95% confidence interval of the mean]`; ★ marks the best cell of its row and ☆
+the cells not significantly worse than it (Welch's one-sided t-test, p ≥ 0.05). Diverged runs are
+counted in their row or cell, never averaged. Both export to markdown, CSV (every number raw:
+`hidden=256 mean`, `hidden=256 ci_low`, ...), JSON and LaTeX.
 """
 
 import csv

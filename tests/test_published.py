@@ -71,13 +71,35 @@ def words(text: str) -> str:
     return " ".join(text.split())
 
 
+COPY_WORDS = 10  # this many words of a study's findings in a row, elsewhere, are a copy
+
+
+def readme_texts() -> dict[str, str]:
+    """Every README of the repository but the studies', by path."""
+    paths = ["README.md", *glob.glob("results/**/README.md", root_dir=REPO, recursive=True)]
+    texts = {}
+    for path in paths:
+        if not path.startswith(os.path.join("results", "studies")):
+            with open(os.path.join(REPO, path), encoding="utf-8") as f:
+                texts[path] = f.read()
+    return texts
+
+
 @pytest.mark.parametrize("name", list(grids.STUDIES))
-def test_readme_shows_each_studys_heatmap_and_findings(name):
+def test_each_study_readme_shows_its_heatmap_and_findings_and_readme_links_it(name):
+    """A finding lives in one place, its study's README, beside the heatmap; the top-level README
+    links that README in one line, and no other README copies a phrase of the findings."""
+    study = read("studies", name, "README.md")
+    heatmap, findings = study.split("## Findings", 1)
+    assert "](table.png)" in heatmap and words(findings)
     with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        lessons = f.read().split("## The lessons, measured", 1)[1].split("\n## ", 1)[0]
-    findings = read("studies", name, "README.md").split("## Findings", 1)[1]
-    assert f"(results/studies/{name}/table.png)" in lessons
-    assert words(findings) in words(lessons)
+        linked = [line for line in f if f"](results/studies/{name}/README.md)" in line]
+    assert len(linked) == 1
+    said = words(findings).split()
+    phrases = {" ".join(said[i : i + COPY_WORDS]) for i in range(len(said) - COPY_WORDS + 1)}
+    for path, text in readme_texts().items():
+        copied = sorted(p for p in phrases if p in words(text))
+        assert copied == [], f"{path} copies the findings of {name}: {copied[:3]}"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 command they quote parses (its module exists, its flags exist, its values are accepted)."""
 
 import concurrent.futures
+import glob
 import json
 import os
 import re
@@ -14,7 +15,13 @@ import pytest
 from mlp_jax import config
 from tests.conftest import REPO
 
-READMES = ("README.md", os.path.join("results", "README.md"))
+# The top-level README, results/README.md and each published folder's (a study's findings and
+# their commands live in the study's README only).
+READMES = (
+    "README.md",
+    *sorted(glob.glob(os.path.join("results", "**", "README.md"), root_dir=REPO, recursive=True)),
+)
+MAX_README_LINES = 200
 REGENERATE = "python -c \"from mlp_jax import config; print(config.flag_table(), end='')\""
 TABLE_BEGIN = f"<!-- flag table: {REGENERATE} -->"
 TABLE_END = "<!-- end of flag table -->"
@@ -88,7 +95,7 @@ def simple_commands(text: str) -> list[list[str]]:
 
 
 def entry_point_commands() -> tuple[dict[str, list[tuple[str, list[str]]]], list]:
-    """Return the quoted commands of both READMEs: {module: [(where, args)]} for
+    """Return the quoted commands of every README: {module: [(where, args)]} for
     `python -m experiments.X ARGS`, and [(where, args)] for `./launch.sh ARGS`."""
     modules: dict[str, list[tuple[str, list[str]]]] = {}
     launches = []
@@ -184,6 +191,10 @@ def test_flag_table_is_generated_from_config():
         "README's flag table differs from Config; replace the lines between the markers with "
         f"the output of: {REGENERATE}"
     )
+
+
+def test_readme_is_short():
+    assert len(read("README.md").splitlines()) <= MAX_README_LINES
 
 
 def test_setup_commands_open_the_readme():
