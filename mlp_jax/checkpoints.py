@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 import tensorboardX
 
-from mlp_jax import memory, results, train
+from mlp_jax import config, memory, results, train
 from mlp_jax.config import Config
 from mlp_jax.data import IMAGE_SHAPE, Dataset
 from mlp_jax.errors import InputError
@@ -43,7 +43,7 @@ from mlp_jax.errors import InputError
 CONFIG_FILE = "config.json"
 DIGEST_FILE = "digest.json"
 # Settings a resumed run may change: they move no number the run computes.
-RESUMABLE = ("name", "data_dir", "devices", "parallel", "checkpoint_every", "keep_checkpoints")
+RESUMABLE = config.fields_with("label", "placement")
 WHICH = ("latest", "best")
 
 

@@ -35,7 +35,7 @@ class Row:
 
 
 # Flags a study cannot vary: they name, seed or place the run, or are set by launch.sh.
-NOT_AXES = ("name", "seed", "num_seeds", "data_dir")
+NOT_AXES = config.fields_with("label", "replica")
 AXIS_FORMAT = "FLAG=V1,V2,... (a flag of experiments.mlp; '/' inside a value stands for ',')"
 
 
