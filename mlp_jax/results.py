@@ -1,6 +1,6 @@
 """Run records: one JSON object per run, appended atomically to a JSON-lines file.
 
-A record holds one seed of one run, with exactly the fields of RECORD_FIELDS (JSON null for none):
+A record holds one seed of one run, with every field of RECORD_FIELDS (JSON null for none):
 
     name                       str: the run's name, a grid row's or built from the architecture
     config                     object: every Config setting of the run
@@ -31,6 +31,10 @@ A record holds one seed of one run, with exactly the fields of RECORD_FIELDS (JS
     versions                   object: versions of jax, flax and optax
     time                       str: UTC time the record was made, ISO 8601
     history                    list: per evaluation, step, train_loss, val_accuracy, test_accuracy
+
+Side studies add their own fields after these: `experiments.noise` the corrupted_test_accuracy
+of each corruption, `experiments.time_to_accuracy` the target and when each replica reached it
+(reached_at_step, seconds_to_target, train_seconds_to_target).
 
 Records written before a field existed may lack it; `read` keeps every line that has at least
 REQUIRED_FIELDS.
