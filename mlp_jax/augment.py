@@ -2,6 +2,10 @@
 
 Geometric distortions (random affine, elastic as in Simard et al. 2003) move where each output
 pixel samples the input; noise (Gaussian, salt-and-pepper) then perturbs pixel values.
+
+KINDS maps each augmentation's name to its entry: the `Strengths` fields it reads (each a flag of
+the run, through `config.Config`) and its function. A new augmentation is one entry there and its
+strength fields in `Strengths`.
 """
 
 from collections.abc import Callable
@@ -14,13 +18,12 @@ import jax.numpy as jnp
 from mlp_jax.settings import FRACTION, NON_NEGATIVE, setting, validate
 
 SIDE = 28
-KINDS = ("noise", "salt_pepper", "affine", "elastic")
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
 class Strengths:
-    """How strong each augmentation is."""
+    """How strong each augmentation is; KINDS says which augmentation reads which field."""
 
     noise_std: float = setting(
         0.2, "Standard deviation of the Gaussian pixel noise.", within=NON_NEGATIVE
@@ -108,24 +111,55 @@ def resample(x: jax.Array, offsets: jax.Array) -> jax.Array:
     return jax.vmap(one)(images, coords).reshape(x.shape)
 
 
+Distort = Callable[[jax.Array, int, Strengths], jax.Array]  # key, batch -> sampling offsets
+Perturb = Callable[[jax.Array, jax.Array, Strengths], jax.Array]  # key, images -> images
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One augmentation: the `Strengths` fields it reads, and either where it moves each pixel
+    (`distort`: (batch, 2, SIDE, SIDE) offsets) or how it changes pixel values (`perturb`)."""
+
+    strengths: tuple[str, ...]
+    distort: Distort | None = None
+    perturb: Perturb | None = None
+
+
+KINDS: dict[str, Kind] = {
+    "noise": Kind(("noise_std",), perturb=lambda key, x, s: gaussian_noise(key, x, s.noise_std)),
+    "salt_pepper": Kind(
+        ("salt_pepper",), perturb=lambda key, x, s: salt_and_pepper(key, x, s.salt_pepper)
+    ),
+    "affine": Kind(("rotate", "scale", "shear", "translate"), distort=affine_offsets),
+    "elastic": Kind(("elastic_alpha", "elastic_sigma"), distort=elastic_offsets),
+}
+
+
+def application_order() -> list[str]:
+    """Return every kind in the order `make` applies them: the distortions (summed into one
+    resampling), then the perturbations, each in KINDS order."""
+    return sorted(KINDS, key=lambda kind: KINDS[kind].distort is None)
+
+
 def make(kinds: tuple[str, ...], s: Strengths) -> Augment | None:
     """Return the augmentation applying `kinds` (geometric ones first), or None for none."""
     if not kinds:
         return None
+    order = application_order()
+    distortions = [k for k in order if k in kinds and KINDS[k].distort]
+    perturbations = [k for k in order if k in kinds and KINDS[k].perturb]
 
     def augment(key: jax.Array, x: jax.Array) -> jax.Array:
-        k_affine, k_elastic, k_noise, k_salt = jax.random.split(key, 4)
-        offsets = jnp.zeros((x.shape[0], 2, SIDE, SIDE))
-        if "affine" in kinds:
-            offsets += affine_offsets(k_affine, x.shape[0], s)
-        if "elastic" in kinds:
-            offsets += elastic_offsets(k_elastic, x.shape[0], s)
-        if "affine" in kinds or "elastic" in kinds:
+        # The i-th kind of `order` draws the i-th key whichever kinds are on; a split into more
+        # keys begins with the same ones, so a kind that comes last in `order` moves no other.
+        keys = dict(zip(order, jax.random.split(key, len(order)), strict=True))
+        if distortions:
+            offsets = jnp.zeros((x.shape[0], 2, SIDE, SIDE))
+            for kind in distortions:
+                offsets += KINDS[kind].distort(keys[kind], x.shape[0], s)
             x = resample(x, offsets)
-        if "noise" in kinds:
-            x = gaussian_noise(k_noise, x, s.noise_std)
-        if "salt_pepper" in kinds:
-            x = salt_and_pepper(k_salt, x, s.salt_pepper)
+        for kind in perturbations:
+            x = KINDS[kind].perturb(keys[kind], x, s)
         return x
 
     return augment

@@ -62,7 +62,7 @@ from mlp_jax.errors import InputError
 CONFIG_FILE = "config.json"
 DIGEST_FILE = "digest.json"
 # Settings a resumed run may change: they move no number the run computes.
-RESUMABLE = ("name", "data_dir", "devices", "parallel", "checkpoint_every", "keep_checkpoints")
+RESUMABLE = config.fields_with("label", "placement")
 WHICH = ("latest", "best")
 
 

@@ -2,6 +2,15 @@
 
 Each field carries its help, accepted values and bounds (`settings.setting`); the flags of the
 entry points, their `--help`, the validation and the README's flag table all follow from it.
+A choice among components takes its names from the component's registry, a dict from each name to
+what builds it: `activations.BUILDERS`, `models.INITIALIZERS`, `optim.LOSSES`, `optim.OPTIMIZERS`,
+`optim.SCHEDULES`, `augment.KINDS`; a new component is one entry there.
+
+Each field also carries its `effect` (`settings.EFFECTS`): whether it changes what a run computes
+("protocol", the default) or only which replicas run ("replica"), what is measured ("reporting"),
+where and how it executes ("placement") or what it is called ("label"). `fields_with` turns that
+into the settings a resumed run may change, those records are matched without, and those a study
+cannot vary.
 """
 
 import dataclasses
@@ -10,12 +19,10 @@ from mlp_jax import activations, backprop, models
 from mlp_jax.augment import KINDS as AUGMENTATIONS
 from mlp_jax.augment import Strengths
 from mlp_jax.errors import InputError
-from mlp_jax.settings import FRACTION, NON_NEGATIVE, POSITIVE, accepted, setting
+from mlp_jax.optim import LOSSES, OPTIMIZERS, SCHEDULES
+from mlp_jax.settings import EFFECTS, FRACTION, NON_NEGATIVE, POSITIVE, accepted, setting
 
 DATASETS = ("mnist", "fashion_mnist", "kmnist")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle")
-LOSSES = ("cross_entropy", "mse")
 GRADS = ("autodiff", "manual")
 MATMUL_DTYPES = ("float32", "bfloat16")
 PARALLEL = ("batch", "seeds")
@@ -39,7 +46,9 @@ class Config(Strengths):
     The augmentation strengths are inherited from `augment.Strengths`, so that each is a flag.
     """
 
-    name: str = setting("", "Run name in the record (default: built from the architecture).")
+    name: str = setting(
+        "", "Run name in the record (default: built from the architecture).", effect="label"
+    )
     dataset: str = setting(
         "mnist", "Dataset, through TFDS unless --data_dir is given.", choices=DATASETS
     )
@@ -47,6 +56,7 @@ class Config(Strengths):
         None,
         "Folder of the four MNIST-layout IDX files (.gz or raw); default $MLP_JAX_DATA, else TFDS.",
         accepts="a folder",
+        effect="label",
     )
     validation_size: int = setting(
         5000, "The first N training images form the validation split.", within=NON_NEGATIVE
@@ -57,7 +67,7 @@ class Config(Strengths):
     act: str = setting(
         "relu6",
         "Hidden activation (leaky_relu and prelu: --leaky_slope).",
-        choices=activations.NAMES,
+        choices=activations.BUILDERS,
     )
     leaky_slope: float = setting(0.01, "Negative slope of leaky_relu, and prelu's initial slope.")
     dropout: float = setting(
@@ -78,7 +88,7 @@ class Config(Strengths):
         "normal",
         "Weight initialiser (normal: std --init_scale; constant: "
         "--init_constant; lecun_normal: N(0,1)·sqrt(1/fan_in)).",
-        choices=models.WEIGHT_INITS,
+        choices=models.INITIALIZERS,
     )
     bias_init: str = setting("normal", "Bias initialiser.", choices=models.BIAS_INITS)
     init_scale: float = setting(
@@ -131,22 +141,30 @@ class Config(Strengths):
         1000,
         "Evaluate on the whole validation and test splits every N steps (one compiled chunk).",
         within=POSITIVE,
+        effect="reporting",
     )
     checkpoint_every: int = setting(
         0,
         "With --workdir: also save a checkpoint every N steps (0: at each evaluation only).",
         within=NON_NEGATIVE,
+        effect="placement",
     )
     keep_checkpoints: int = setting(
-        3, "With --workdir: keep this many latest checkpoints, and the best.", within=POSITIVE
+        3,
+        "With --workdir: keep this many latest checkpoints, and the best.",
+        within=POSITIVE,
+        effect="placement",
     )
     seed: int = setting(
         0,
         "Seed of the first replica; replica i uses seed + i.",
         within=NON_NEGATIVE,
         accepts=f"0..{MAX_SEED}, seed + num_seeds - 1 too",
+        effect="replica",
     )
-    num_seeds: int = setting(1, "Independent replicas trained at once with vmap.", within=POSITIVE)
+    num_seeds: int = setting(
+        1, "Independent replicas trained at once with vmap.", within=POSITIVE, effect="replica"
+    )
     matmul_dtype: str = setting(
         "float32",
         "Dtype of the matrix products (float32 weights and "
@@ -154,13 +172,17 @@ class Config(Strengths):
         choices=MATMUL_DTYPES,
     )
     devices: int = setting(
-        0, "How many of the visible devices to train on; 0: all of them.", within=NON_NEGATIVE
+        0,
+        "How many of the visible devices to train on; 0: all of them.",
+        within=NON_NEGATIVE,
+        effect="placement",
     )
     parallel: str = setting(
         "batch",
         "With several devices: split each step's batch across them "
         "(batch) or spread the --num_seeds replicas over them (seeds).",
         choices=PARALLEL,
+        effect="placement",
     )
 
     def __post_init__(self):
@@ -213,6 +235,14 @@ def flag_fields() -> list[dataclasses.Field]:
     """Return Config's fields in reading order: its own first, then the inherited strengths."""
     own = [f for f in dataclasses.fields(Config) if f.name not in Strengths.__dataclass_fields__]
     return own + list(dataclasses.fields(Strengths))
+
+
+def fields_with(*effects: str) -> tuple[str, ...]:
+    """Return the names of the settings whose effect (`settings.EFFECTS`) is one of `effects`."""
+    unknown = [effect for effect in effects if effect not in EFFECTS]
+    if unknown:
+        raise ValueError(f"unknown effect {unknown[0]!r}; accepted: {', '.join(EFFECTS)}")
+    return tuple(f.name for f in flag_fields() if f.metadata["effect"] in effects)
 
 
 def flag_default(field: dataclasses.Field) -> str:

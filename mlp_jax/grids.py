@@ -35,7 +35,7 @@ class Row:
 
 
 # Flags a study cannot vary: they name, seed or place the run, or are set by launch.sh.
-NOT_AXES = ("name", "seed", "num_seeds", "data_dir")
+NOT_AXES = config.fields_with("label", "replica")
 AXIS_FORMAT = "FLAG=V1,V2,... (a flag of experiments.mlp; '/' inside a value stands for ',')"
 
 
@@ -125,7 +125,7 @@ def _tf1(name: str, hidden: str, act: str, published: float, **flags: str) -> Ro
     return Row(name, {"hidden": hidden, "act": act, **flags}, published, TF1)
 
 
-# Reaching past 99% (issue "Past 99% with a plain MLP"): deformed training digits, a one-cycle
+# Reaching past 99% with a plain MLP: deformed training digits, a one-cycle
 # learning rate, label smoothing and a moving average of the weights for evaluation.
 RECIPE = {
     "act": "relu",

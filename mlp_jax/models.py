@@ -1,6 +1,7 @@
-"""The multilayer perceptron and its initialisers by name."""
+"""The multilayer perceptron and its initialisers by name (INITIALIZERS, one entry each)."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -10,35 +11,38 @@ from mlp_jax import activations
 from mlp_jax.errors import InputError
 
 Initializer = Callable[..., jax.Array]
+_inits = jax.nn.initializers
 
-WEIGHT_INITS: tuple[str, ...] = (
-    "normal",
-    "zeros",
-    "constant",
-    "lecun_normal",
-    "glorot_uniform",
-    "he_normal",
-)
-# Fan-based initialisers need a matrix, so biases take only these.
-BIAS_INITS: tuple[str, ...] = ("normal", "zeros", "constant")
+
+@dataclasses.dataclass(frozen=True)
+class Init:
+    """An initialiser built from --init_scale (normal's std) and --init_constant."""
+
+    build: Callable[[float, float], Initializer]
+    fan_based: bool = False  # reads the fan-in or fan-out of a matrix, so weights only
+
+
+INITIALIZERS: dict[str, Init] = {
+    "normal": Init(lambda scale, value: _inits.normal(stddev=scale)),
+    "zeros": Init(lambda scale, value: _inits.zeros),
+    "constant": Init(lambda scale, value: _inits.constant(value)),
+    # The course's N(0, 1) * sqrt(1 / fan_in), untruncated.
+    "lecun_normal": Init(
+        lambda scale, value: _inits.variance_scaling(1.0, "fan_in", "normal"), fan_based=True
+    ),
+    "glorot_uniform": Init(lambda scale, value: _inits.glorot_uniform(), fan_based=True),
+    "he_normal": Init(lambda scale, value: _inits.he_normal(), fan_based=True),
+}
+BIAS_INITS: tuple[str, ...] = tuple(n for n, init in INITIALIZERS.items() if not init.fan_based)
 
 
 def initializer(
-    name: str, scale: float = 0.01, value: float = 0.1, accepted: Sequence[str] = WEIGHT_INITS
+    name: str, scale: float = 0.01, value: float = 0.1, accepted: Collection[str] = INITIALIZERS
 ) -> Initializer:
     """Return the initialiser `name`: normal has std `scale`, constant fills with `value`."""
     if name not in accepted:
         raise InputError(f"unknown initialiser {name!r}; accepted: {', '.join(accepted)}")
-    inits = jax.nn.initializers
-    return {
-        "normal": lambda: inits.normal(stddev=scale),
-        "zeros": lambda: inits.zeros,
-        "constant": lambda: inits.constant(value),
-        # The course's N(0, 1) * sqrt(1 / fan_in), untruncated.
-        "lecun_normal": lambda: inits.variance_scaling(1.0, "fan_in", "normal"),
-        "glorot_uniform": inits.glorot_uniform,
-        "he_normal": inits.he_normal,
-    }[name]()
+    return INITIALIZERS[name].build(scale, value)
 
 
 class MLP(nn.Module):

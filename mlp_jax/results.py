@@ -53,7 +53,7 @@ import jax
 import numpy as np
 import optax
 
-from mlp_jax.config import Config
+from mlp_jax.config import Config, fields_with
 from mlp_jax.errors import InputError, MachineError
 from mlp_jax.train import FitResult
 
@@ -88,17 +88,7 @@ RECORD_FIELDS = (
 REQUIRED_FIELDS = ("name", "seed", "config")  # what telling recorded runs apart needs
 # Settings that change what a run computes by float rounding at most, left out when runs are
 # matched.
-NOT_PROTOCOL = (
-    "name",
-    "seed",
-    "num_seeds",
-    "data_dir",
-    "eval_every",
-    "devices",
-    "parallel",
-    "checkpoint_every",
-    "keep_checkpoints",
-)
+NOT_PROTOCOL = fields_with("label", "placement", "replica", "reporting")
 
 
 def _finite(value: float) -> float | None:

@@ -1,8 +1,15 @@
-"""Settings described once: each dataclass field carries its help, accepted values and bounds.
+"""Settings described once: each dataclass field carries its help, accepted values and bounds,
+and its effect on what a run computes.
 
-The flags, their `--help`, the validation and the README's flag table all read these.
+The flags, their `--help`, the validation and the README's flag table all read these. A field's
+`choices` may be a registry itself (a dict from each name to what builds it, such as
+`optim.OPTIMIZERS`), so that the names accepted are always the registry's.
+
+Its `effect` says what changing the setting changes, one of EFFECTS; runs are matched, resumed
+and varied in studies by it (`config.fields_with`).
 """
 
+from collections.abc import Collection
 import dataclasses
 import math
 from typing import Any
@@ -33,18 +40,35 @@ POSITIVE = Range(0, low_open=True)
 NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1)
 
+EFFECTS = {
+    "protocol": "changes what the run computes (the default)",
+    "replica": "chooses which replicas of the run are trained",
+    "reporting": "changes what is measured, not how training goes",
+    "placement": "changes where and how the run executes: no number moves but by float rounding",
+    "label": "names the run or the folder its data is read from: no number moves",
+}
+
 
 def setting(
     default: Any,
     help: str,
     *,
-    choices: tuple[str, ...] = (),
+    choices: Collection[str] = (),
     within: Range | None = None,
     accepts: str = "",
+    effect: str = "protocol",
 ) -> Any:
-    """Return a dataclass field with its default, help text, and what it accepts: `choices`, a
-    range `within`, or, for other text, `accepts` in words."""
-    metadata = {"help": help, "choices": choices, "within": within, "accepts": accepts}
+    """Return a dataclass field with its default, help text, what it accepts (`choices`, a
+    range `within`, or, for other text, `accepts` in words) and its `effect`, one of EFFECTS."""
+    if effect not in EFFECTS:
+        raise ValueError(f"unknown effect {effect!r}; accepted: {', '.join(EFFECTS)}")
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "within": within,
+        "accepts": accepts,
+        "effect": effect,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax import augment, backprop, models, parallel
+from mlp_jax import augment, backprop, models, optim, parallel
 from mlp_jax.config import Config
 from mlp_jax.data import Dataset
 from mlp_jax.errors import InputError
@@ -37,14 +37,7 @@ def make_model(cfg: Config) -> models.MLP:
 
 def make_schedule(cfg: Config, total_steps: int) -> optax.ScalarOrSchedule:
     """Return the learning rate, constant or as a schedule over `total_steps`."""
-    if cfg.schedule == "cosine":
-        return optax.cosine_decay_schedule(cfg.lr, total_steps)
-    if cfg.schedule == "warmup_cosine":
-        warmup = max(1, int(cfg.warmup_fraction * total_steps))
-        return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, total_steps)
-    if cfg.schedule == "onecycle":
-        return optax.cosine_onecycle_schedule(total_steps, cfg.lr, max(cfg.warmup_fraction, 1e-3))
-    return cfg.lr
+    return optim.SCHEDULES[cfg.schedule](cfg, total_steps)
 
 
 def learning_rate(cfg: Config, total_steps: int, step: int) -> float:
@@ -55,16 +48,9 @@ def learning_rate(cfg: Config, total_steps: int, step: int) -> float:
 
 def make_optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformation:
     """Return the Optax optimiser that `cfg` names, with coupled weight decay if asked."""
-    lr = make_schedule(cfg, total_steps)
-    optimizer = {
-        "sgd": lambda: optax.sgd(lr),
-        "momentum": lambda: optax.sgd(lr, momentum=cfg.momentum),
-        "nesterov": lambda: optax.sgd(lr, momentum=cfg.momentum, nesterov=True),
-        "adam": lambda: optax.adam(lr),
-        "adamw": lambda: optax.adamw(lr, weight_decay=cfg.weight_decay),
-        "rmsprop": lambda: optax.rmsprop(lr),
-    }[cfg.optimizer]()
-    if cfg.weight_decay and cfg.optimizer != "adamw":
+    entry = optim.OPTIMIZERS[cfg.optimizer]
+    optimizer = entry.build(make_schedule(cfg, total_steps), cfg)
+    if cfg.weight_decay and not entry.decays_weights:
         return optax.chain(optax.add_decayed_weights(cfg.weight_decay), optimizer)
     return optimizer
 
@@ -72,13 +58,8 @@ def make_optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformatio
 def loss_value(
     logits: jax.Array, labels: jax.Array, kind: str, smoothing: float = 0.0
 ) -> jax.Array:
-    """Return the batch-mean loss: softmax cross-entropy, or squared error of the softmax."""
-    if kind == "cross_entropy" and not smoothing:  # bit-identical to the published tables' runs
-        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
-    if kind == "mse":
-        return 0.5 * jnp.mean(jnp.sum((jax.nn.softmax(logits) - targets) ** 2, axis=-1))
-    return optax.softmax_cross_entropy(logits, targets).mean()
+    """Return the batch-mean loss `kind` (`optim.LOSSES`) against labels smoothed by `smoothing`."""
+    return optim.LOSSES[kind](logits, labels, smoothing)
 
 
 @flax.struct.dataclass
