@@ -20,7 +20,7 @@ from experiments import cli
 from mlp_jax import checkpoints, grids, launcher, results, tables
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, run_modules
 from tests.test_tables import record
 
 slow = pytest.mark.slow  # the tests that start launch.sh
@@ -186,31 +186,55 @@ def test_list_prints_one_full_command_per_row(tmp_path):
     assert one.stdout.count("\n") == 1 and "--hidden=625,441 --act=relu6" in one.stdout
 
 
-@slow
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
-        (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
-        (["seed_table", "--", "--act=relu7"], "unknown --act 'relu7'"),
-        (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
-        (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
-        (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
-        (["study", "mine", "--axis", "actx=relu"], "'actx' is not a flag a study can vary"),
-        (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
-        (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),
-        (["seed_table", "--", "--seed", "5"], "'--seed' after -- is set by the launch"),
-    ],
-)
-def test_bad_input_stops_before_any_training(tmp_path, args, message):
-    proc = (
-        launch(*args, "--out", str(tmp_path))
-        if "--" not in args
-        else launch(*args[: args.index("--")], "--out", str(tmp_path), *args[args.index("--") :])
-    )
+BAD_INPUT = [
+    (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
+    (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
+    (["seed_table", "--", "--act=relu7"], "unknown --act 'relu7'"),
+    (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
+    (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
+    (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
+    (["study", "mine", "--axis", "actx=relu"], "'actx' is not a flag a study can vary"),
+    (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
+    (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),
+    (["seed_table", "--", "--seed", "5"], "'--seed' after -- is set by the launch"),
+]
+
+
+def with_out(args: list[str], out) -> list[str]:
+    """Return launch.sh's arguments `args` with `--out out` before any `--`."""
+    end = args.index("--") if "--" in args else len(args)
+    return [*args[:end], "--out", str(out), *args[end:]]
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> list[tuple[subprocess.CompletedProcess, object]]:
+    """Each bad input's launch (experiments.launch, as launch.sh runs it) and its folder, all
+    run at once (conftest.run_modules)."""
+    folders = [tmp_path_factory.mktemp("refused") for _ in BAD_INPUT]
+    jobs = [
+        ["experiments.launch", *with_out(args, folder)]
+        for (args, _), folder in zip(BAD_INPUT, folders, strict=True)
+    ]
+    return list(zip(run_modules(*jobs), folders, strict=True))
+
+
+def check_refused(proc: subprocess.CompletedProcess, message: str, out) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "results.jsonl").exists()
+    assert not (out / "results.jsonl").exists()
+
+
+@slow
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_stops_before_any_training(refused, case):
+    proc, out = refused[case]
+    check_refused(proc, BAD_INPUT[case][1], out)
+
+
+@slow
+def test_bad_input_ends_launch_sh_in_one_line_and_exit_2(tmp_path):
+    args, message = BAD_INPUT[0]
+    check_refused(launch(*with_out(args, tmp_path)), message, tmp_path)
 
 
 @slow
