@@ -1,5 +1,6 @@
 """Shared fixtures: strict numpy semantics, a tiny synthetic dataset, and real MNIST."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,60 @@ def run_ok(module: str, *args: str) -> subprocess.CompletedProcess:
     proc = run_module(module, *args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
+
+
+# Runs each job [module, *args] as `python -m module args` does (runpy makes the module
+# __main__), in a child forked from one interpreter that imported what every entry point imports
+# (JAX, SciPy, Matplotlib, Orbax: most of a process's start); prints each child's exit code,
+# stdout and stderr. The parent starts no JAX backend, so forking it is safe.
+RUNNER = """
+import json, os, runpy, sys, tempfile, traceback
+import experiments.cli
+children = []
+for module, *args in json.load(sys.stdin):
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.argv = [module, *args]
+        code = 0
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    children.append((pid, out, err))
+ended = []
+for pid, out, err in children:
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    ended.append([code, *(f.seek(0) or f.read().decode() for f in (out, err))])
+print("ended:", json.dumps(ended))
+"""
+
+
+def run_modules(*jobs: list[str]) -> list[subprocess.CompletedProcess]:
+    """Run each job `[module, *args]` as `python -m module args` from the repository root, all
+    at once, each in a child of one interpreter (see RUNNER); capture each one's output."""
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps(jobs),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("ended: ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    ended = json.loads(lines[-1].removeprefix("ended: "))
+    return [
+        subprocess.CompletedProcess(job, *result) for job, result in zip(jobs, ended, strict=True)
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -319,7 +319,7 @@ def test_a_killed_main_job_resumes_bit_identically(tmp_path, mnist_dir):
         "-m",
         "experiments.mlp",
         "--hidden=64",
-        "--steps=4000",
+        "--steps=1200",
         "--eval_every=200",
         "--checkpoint_every=100",
         "--num_seeds=2",

@@ -1,10 +1,14 @@
 """The entry point as a user runs it: every bad input in-process, and the one-line contract
-(one `error:` line, exit code 2, no traceback) through a few real processes."""
+(one `error:` line, exit code 2, no traceback) through the entry point's own main, in this
+process and, once each, in a real one."""
 
 import dataclasses
 import json
 import os
 import subprocess
+import sys
+import traceback
+import warnings
 
 from absl import flags
 import jax
@@ -12,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import cli
+from experiments import cli, mlp
 from mlp_jax import config, data, results, settings, train
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
@@ -21,6 +25,27 @@ from tests.conftest import needs_cpu, run_module
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return run_module("experiments.mlp", *args, env=env)
+
+
+def run_in_process(monkeypatch, capsys, *args: str) -> subprocess.CompletedProcess:
+    """Run experiments.mlp's entry point (absl, its main, its one-line errors) with `args` in
+    this process, as `run_cli` does in a new one: its exit code, stdout and stderr."""
+    monkeypatch.setattr(sys, "argv", ["experiments.mlp", *args])
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # cli.run sets its own
+    mlp.FLAGS.unparse_flags()
+    capsys.readouterr()
+    try:
+        cli.run(mlp.main)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    except Exception:  # what would end a real process with a traceback
+        traceback.print_exc()
+        code = 1
+    finally:
+        mlp.FLAGS.unparse_flags()
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(sys.argv, code, out, err)
 
 
 def check_one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
@@ -208,35 +233,45 @@ def test_short_run_prints_and_records(mnist_dir, tmp_path):
     ],
     ids=lambda a: a[0] if isinstance(a, list) else None,
 )
-def test_bad_input_is_one_line_and_exit_2(mnist_dir, args, message):
+def test_bad_input_is_one_line_and_exit_2(mnist_dir, monkeypatch, capsys, args, message):
     data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
-    check_one_line_error(run_cli(*data_flag, "--steps=5", *args), message)
+    proc = run_in_process(monkeypatch, capsys, *data_flag, "--steps=5", *args)
+    check_one_line_error(proc, message)
 
 
 @pytest.mark.slow
-def test_corrupt_data_file_is_one_line_and_exit_2(tmp_path):
+def test_bad_input_ends_a_real_process_in_one_line_and_exit_2(mnist_dir):
+    data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
+    check_one_line_error(run_cli(*data_flag, "--steps=5", "--act=relu7"), "unknown --act 'relu7'")
+
+
+@pytest.mark.slow
+def test_corrupt_data_file_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "corrupt"
     folder.mkdir()
     for name in data.IDX_FILES.values():
         (folder / f"{name}.gz").write_bytes(b"\x1f\x8b garbage")
-    check_one_line_error(run_cli(f"--data_dir={folder}"), "corrupt data file")
+    proc = run_in_process(monkeypatch, capsys, f"--data_dir={folder}")
+    check_one_line_error(proc, "corrupt data file")
 
 
 @pytest.mark.slow
-def test_offline_without_data_folder_says_what_to_do(tmp_path):
+def test_offline_without_data_folder_says_what_to_do(tmp_path, monkeypatch, capsys):
     if data._reachable():
         pytest.skip("this machine can download; the offline message cannot show")
-    env = {"MLP_JAX_DATA": "", "TFDS_DATA_DIR": str(tmp_path)}
-    check_one_line_error(run_cli("--steps=10", env=env), "--data_dir (or the MLP_JAX_DATA")
+    monkeypatch.setenv("MLP_JAX_DATA", "")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    proc = run_in_process(monkeypatch, capsys, "--steps=10")
+    check_one_line_error(proc, "--data_dir (or the MLP_JAX_DATA")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args", [["--num_seeds=100000", "--hidden=8"], ["--hidden=100000,100000", "--num_seeds=2"]]
 )
-def test_a_run_too_big_for_memory_is_one_line_and_exit_3(mnist_dir, args):
+def test_a_run_too_big_for_memory_is_one_line_and_exit_3(mnist_dir, monkeypatch, capsys, args):
     data_flag = [f"--data_dir={mnist_dir}"] if mnist_dir else []
-    proc = run_cli(*data_flag, *args)
+    proc = run_in_process(monkeypatch, capsys, *data_flag, *args)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "of memory," in errors[0] and "available" in errors[0]

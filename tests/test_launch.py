@@ -17,10 +17,11 @@ import time
 import pytest
 
 from experiments import cli
-from mlp_jax import checkpoints, grids, launcher, results
+from mlp_jax import checkpoints, grids, launcher, results, tables
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
-from tests.conftest import REPO
+from tests.conftest import REPO, run_modules
+from tests.test_tables import record
 
 slow = pytest.mark.slow  # the tests that start launch.sh
 ROWS = len(grids.get("seed_table"))
@@ -64,40 +65,82 @@ def launch_killed_after_two_records(args: list[str], path: str) -> int:
 
 
 @slow
-def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path, mnist_dir):
-    out = tmp_path / "grid"
-    args = ["seed_table", "--seeds", "1", "--out", str(out), "--", "--steps=50"]
+def test_killed_launch_resumes_without_lost_or_duplicate_records(tmp_path):
+    """A study (4 cells x 2 seeds) killed after its first records resumes on 2 slots: each run
+    recorded once, its pivot exported, its wall time kept; a third launch trains nothing."""
+    out = tmp_path / "study"
+    axes = ["--axis", "act=relu,tanh", "--axis", "hidden=16,16/16"]
+    options = ["study", "mine", *axes, "--seeds", "2", "--out", str(out)]
+    args = [*options, "--", "--steps=50"]
     path = str(out / "results.jsonl")
     killed_at = launch_killed_after_two_records(args, path)
-    assert 2 <= killed_at < ROWS
+    assert killed_at in (2, 4, 6)  # whole cells: a cell's two seeds are recorded together
     killed_seconds = launcher.read_wall_seconds(str(out / "wall_seconds"))
     assert killed_seconds > 0  # the killed launch's time counts
 
-    resumed = launch(*args[:5], "--jobs", "2", *args[5:])
+    resumed = launch(*options, "--jobs", "2", "--", "--steps=50")
+    left = 4 - killed_at // 2
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"{ROWS - killed_at} row(s) to run" in resumed.stdout
-    assert f"({ROWS - killed_at}/{ROWS - killed_at}, elapsed " in resumed.stdout
+    assert f"{left} row(s) to run" in resumed.stdout
+    assert f"({left}/{left}, elapsed " in resumed.stdout
     records = results.read(path)
-    names = collections.Counter(r["name"] for r in records)
-    assert names == {row.name: 1 for row in grids.get("seed_table")}
+    names = collections.Counter((r["name"], r["seed"]) for r in records)
+    assert names == {
+        (f"act-{act}__hidden-{hidden}", seed): 1
+        for act in ("relu", "tanh")
+        for hidden in ("16", "16x16")
+        for seed in (0, 1)
+    }
     for ext in ("md", "csv", "json", "tex", "png"):
         assert (out / f"table.{ext}").stat().st_size > 0
     table = (out / "table.md").read_text()
-    assert table.startswith("Command: `./launch.sh seed_table") and "Total wall time" in table
+    assert table.startswith("Command: `./launch.sh study mine --axis act=relu,tanh")
+    assert "| act \\ hidden | 16 | 16x16 |" in table and "Total wall time" in table
     assert launcher.read_wall_seconds(str(out / "wall_seconds")) > killed_seconds
-    assert sum(line.startswith("| t1_") for line in table.splitlines()) == ROWS
+    (matrix,) = json.loads((out / "table.json").read_text())["matrices"]
+    assert matrix["rows"] == ["relu", "tanh"] and matrix["columns"] == ["16", "16x16"]
+    for row in matrix["cells"]:
+        assert [cell["n"] for cell in row] == [2, 2]
+        assert all(cell["ci_low"] <= cell["mean"] <= cell["ci_high"] for cell in row)
+        assert [cell["mark"] for cell in row].count(tables.BEST) == 1
 
     again = launch(*args)
     assert again.returncode == 0 and "nothing to run" in again.stdout
-    assert count_records(path) == ROWS
+    assert count_records(path) == 8
 
     # Other settings are other runs: they are not taken for complete.
     rows = [
         launcher.Row(row.name, (), dataclasses.asdict(cli.row_config(row, ["--steps=60"])))
-        for row in grids.get("seed_table")
+        for row in grids.study("mine", axes[1::2]).rows()
     ]
-    pending = launcher.missing_runs(rows, records, launcher.Launch("seed_table", str(out)))
-    assert len(pending) == ROWS
+    pending = launcher.missing_runs(rows, records, launcher.Launch("mine", str(out), seeds=2))
+    assert len(pending) == 4
+
+
+@slow
+def test_a_grid_with_every_run_recorded_trains_nothing_and_exports_its_table(tmp_path):
+    """The seed_table grid's table (every row, every format) from records of its settings."""
+    path = str(tmp_path / "results.jsonl")
+    results.append(
+        [
+            {
+                **record(row.name, 0, 0.9, steps=50),
+                "config": dataclasses.asdict(cli.row_config(row, ["--steps=50"])),
+            }
+            for row in grids.get("seed_table")
+        ],
+        path,
+    )
+    args = ["seed_table", "--seeds", "1", "--out", str(tmp_path), "--", "--steps=50"]
+    again = launch(*args)
+    assert again.returncode == 0 and "nothing to run" in again.stdout, again.stdout + again.stderr
+    names = collections.Counter(r["name"] for r in results.read(path))
+    assert names == {row.name: 1 for row in grids.get("seed_table")}
+    for ext in ("md", "csv", "json", "tex", "png"):
+        assert (tmp_path / f"table.{ext}").stat().st_size > 0
+    table = (tmp_path / "table.md").read_text()
+    assert table.startswith("Command: `./launch.sh seed_table") and "Total wall time" in table
+    assert sum(line.startswith("| t1_") for line in table.splitlines()) == ROWS
 
 
 @slow
@@ -143,31 +186,55 @@ def test_list_prints_one_full_command_per_row(tmp_path):
     assert one.stdout.count("\n") == 1 and "--hidden=625,441 --act=relu6" in one.stdout
 
 
-@slow
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
-        (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
-        (["seed_table", "--", "--act=relu7"], "unknown --act 'relu7'"),
-        (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
-        (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
-        (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
-        (["study", "mine", "--axis", "actx=relu"], "'actx' is not a flag a study can vary"),
-        (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
-        (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),
-        (["seed_table", "--", "--seed", "5"], "'--seed' after -- is set by the launch"),
-    ],
-)
-def test_bad_input_stops_before_any_training(tmp_path, args, message):
-    proc = (
-        launch(*args, "--out", str(tmp_path))
-        if "--" not in args
-        else launch(*args[: args.index("--")], "--out", str(tmp_path), *args[args.index("--") :])
-    )
+BAD_INPUT = [
+    (["no_such_grid"], "unknown grid 'no_such_grid'; accepted: seed_table"),
+    (["seed_table", "--row", "12"], "unknown row '12'; accepted: 1..11"),
+    (["seed_table", "--", "--act=relu7"], "unknown --act 'relu7'"),
+    (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
+    (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
+    (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
+    (["study", "mine", "--axis", "actx=relu"], "'actx' is not a flag a study can vary"),
+    (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
+    (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),
+    (["seed_table", "--", "--seed", "5"], "'--seed' after -- is set by the launch"),
+]
+
+
+def with_out(args: list[str], out) -> list[str]:
+    """Return launch.sh's arguments `args` with `--out out` before any `--`."""
+    end = args.index("--") if "--" in args else len(args)
+    return [*args[:end], "--out", str(out), *args[end:]]
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory) -> list[tuple[subprocess.CompletedProcess, object]]:
+    """Each bad input's launch (experiments.launch, as launch.sh runs it) and its folder, all
+    run at once (conftest.run_modules)."""
+    folders = [tmp_path_factory.mktemp("refused") for _ in BAD_INPUT]
+    jobs = [
+        ["experiments.launch", *with_out(args, folder)]
+        for (args, _), folder in zip(BAD_INPUT, folders, strict=True)
+    ]
+    return list(zip(run_modules(*jobs), folders, strict=True))
+
+
+def check_refused(proc: subprocess.CompletedProcess, message: str, out) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "results.jsonl").exists()
+    assert not (out / "results.jsonl").exists()
+
+
+@slow
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_stops_before_any_training(refused, case):
+    proc, out = refused[case]
+    check_refused(proc, BAD_INPUT[case][1], out)
+
+
+@slow
+def test_bad_input_ends_launch_sh_in_one_line_and_exit_2(tmp_path):
+    args, message = BAD_INPUT[0]
+    check_refused(launch(*with_out(args, tmp_path)), message, tmp_path)
 
 
 @slow

@@ -21,7 +21,13 @@ pytestmark = [
         reason="needs the CPU backend: splits the host into virtual CPU devices, compares CPU runs",
     ),
 ]
-FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+
+
+def host_devices(count: int) -> dict[str, str]:
+    """The environment of a process that sees `count` CPU devices (XLA's other flags kept)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    return {"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={count}".strip()}
+
 
 # Runs in a process that sees four CPU devices; writes what the test compares.
 SCRIPT = """
@@ -31,7 +37,7 @@ from mlp_jax import data, parallel, train
 from mlp_jax.config import Config
 from mlp_jax.errors import InputError
 dataset, out = data.load("mnist", sys.argv[1]), sys.argv[2]
-base = Config(steps=50, eval_every=25, num_seeds=4)
+base = Config(hidden=(64,), steps=50, eval_every=25, num_seeds=4)
 report, params = {}, {}
 for name, cfg in [("one", dataclasses.replace(base, devices=1)), ("batch", base),
                   ("seeds", dataclasses.replace(base, parallel="seeds"))]:
@@ -72,7 +78,7 @@ def four_devices(mnist_dir, tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **FOUR_DEVICES, "PYTHONPATH": REPO},
+        env={**os.environ, **host_devices(4), "PYTHONPATH": REPO},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out + ".json", encoding="utf-8") as f:
@@ -129,6 +135,7 @@ def test_two_processes_train_as_one_run(mnist_dir, mnist, tmp_path):
                 sys.executable,
                 "-m",
                 "experiments.mlp",
+                "--hidden=64",
                 "--steps=50",
                 "--eval_every=25",
                 "--num_seeds=2",
@@ -141,7 +148,7 @@ def test_two_processes_train_as_one_run(mnist_dir, mnist, tmp_path):
             text=True,
             env={
                 **os.environ,
-                "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                **host_devices(2),
                 "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
                 "JAX_NUM_PROCESSES": "2",
                 "JAX_PROCESS_ID": str(index),
@@ -154,7 +161,7 @@ def test_two_processes_train_as_one_run(mnist_dir, mnist, tmp_path):
         assert proc.returncode == 0, log[-3000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["seed"], r["device_count"]) for r in records] == [(0, 4), (1, 4)]  # written once
-    alone = train.fit(Config(steps=50, eval_every=25, num_seeds=2), mnist)
+    alone = train.fit(Config(hidden=(64,), steps=50, eval_every=25, num_seeds=2), mnist)
     np.testing.assert_allclose(
         [r["test_accuracy"] for r in records], alone.test_accuracy, atol=3e-4
     )

@@ -1,7 +1,6 @@
 """The READMEs stay true: the flag table is generated, the set-up commands are CI's, and every
 command they quote parses (its module exists, its flags exist, its values are accepted)."""
 
-import concurrent.futures
 import glob
 import json
 import os
@@ -115,34 +114,71 @@ MODULES, LAUNCHES = entry_point_commands()
 MISSPELT = ("(misspelt flag)", ["--hiden=625,441"])
 BAD_VALUE = ("(bad value)", ["--act=relu7"])
 
-# Run in a fresh interpreter per module (flags of different modules clash): import the module,
-# which defines its absl flags, then parse each command line without calling main.
+LAUNCH = "./launch.sh"  # the job of the launches, beside the modules' jobs
+
+# One fresh interpreter imports what the entry points share, then parses each module's command
+# lines in a child forked for the module (flags of different modules clash): the child imports
+# the module, which defines its absl flags, and parses each line without calling main. The
+# launches' child parses each launch's options and runs experiments.launch's main with --list,
+# which prints each row's command and trains nothing. No child starts JAX before it forks.
 PARSE = """
-import importlib, importlib.util, json, sys
+import contextlib, importlib, importlib.util, io, json, os, sys
 from absl import flags
-module, arg_lists = json.load(sys.stdin)
-source = open(importlib.util.find_spec(module).origin, encoding="utf-8").read()
-importlib.import_module(module)
 from experiments import cli
-errors = []
-for args in arg_lists:
-    try:
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS([module, *args])
-        if "cli.define_config_flags()" in source:
-            cli.config_from_flags()
-        errors.append(None)
-    except Exception as e:  # absl's flags.Error, or InputError from the Config
-        errors.append(f"{type(e).__name__}: {e}")
-print("parsed:", json.dumps(errors))
-"""
+
+def parse(module, arg_lists):
+    source = open(importlib.util.find_spec(module).origin, encoding="utf-8").read()
+    importlib.import_module(module)
+    for args in arg_lists:
+        try:
+            flags.FLAGS.unparse_flags()
+            flags.FLAGS([module, *args])
+            if "cli.define_config_flags()" in source:
+                cli.config_from_flags()
+            yield None, ""
+        except Exception as e:  # absl's flags.Error, or InputError from the Config
+            yield f"{type(e).__name__}: {e}", ""
+
+def list_launches(arg_lists):
+    from experiments import launch
+    for args in arg_lists:
+        try:
+            flags.FLAGS.unparse_flags()
+            names, options, extra = launch.split_arguments(args)
+            flags.FLAGS(["launch.sh", *options, "--list"])
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                launch.main([], names, extra, "")
+            yield None, printed.getvalue()
+        except Exception as e:
+            yield f"{type(e).__name__}: {e}", ""
+
+children = {}
+for job, arg_lists in json.load(sys.stdin).items():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        run = list_launches(arg_lists) if job == "LAUNCH" else parse(job, arg_lists)
+        with os.fdopen(write, "w") as f:
+            json.dump(list(run), f)
+        os._exit(0)
+    os.close(write)
+    children[job] = (pid, read)
+parsed = {}
+for job, (pid, read) in children.items():
+    with os.fdopen(read) as f:
+        parsed[job] = json.load(f)
+    assert os.waitpid(pid, 0)[1] == 0, job
+print("parsed:", json.dumps(parsed))
+""".replace("LAUNCH", LAUNCH)
 
 
-def run_parser(module: str, commands: list[tuple[str, list[str]]]) -> dict[str, str | None]:
-    """Return {where and command: error or None} for each command line of `module`."""
+def run_parser(jobs: dict[str, list[tuple[str, list[str]]]]) -> dict[str, dict[str, tuple]]:
+    """Return, per module (or LAUNCH), {where and command: (error or None, what it printed)}."""
     proc = subprocess.run(
         [sys.executable, "-c", PARSE],
-        input=json.dumps([module, [args for _, args in commands]]),
+        input=json.dumps({job: [args for _, args in commands] for job, commands in jobs.items()}),
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -150,37 +186,24 @@ def run_parser(module: str, commands: list[tuple[str, list[str]]]) -> dict[str, 
         timeout=300,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("parsed: ")]
-    assert proc.returncode == 0 and lines, f"python -c PARSE {module}:\n{proc.stderr[-3000:]}"
-    errors = json.loads(lines[-1].removeprefix("parsed: "))
+    assert proc.returncode == 0 and lines, f"python -c PARSE:\n{proc.stderr[-3000:]}"
+    parsed = json.loads(lines[-1].removeprefix("parsed: "))
     return {
-        f"{where}: {module} {shlex.join(args)}": error
-        for (where, args), error in zip(commands, errors, strict=True)
+        job: {
+            f"{where}: {job} {shlex.join(args)}": tuple(result)
+            for (where, args), result in zip(commands, parsed[job], strict=True)
+        }
+        for job, commands in jobs.items()
     }
 
 
-def run_launch_list(args: list[str]) -> subprocess.CompletedProcess:
-    """Run `./launch.sh GRID ... --list [-- FLAGS]`: it prints each row's command and trains
-    nothing."""
-    end = args.index("--") if "--" in args else len(args)
-    return subprocess.run(
-        ["bash", "launch.sh", *args[:end], "--list", *args[end:]],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"},
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
-def parsed() -> dict[str, dict[str, str | None]]:
-    """Parse every module's commands, the modules in parallel, one subprocess each; the misspelt
+def parsed() -> dict[str, dict[str, tuple]]:
+    """Parse every module's commands and list every launch, in one interpreter; the misspelt
     flag and the bad value ride along with experiments.mlp."""
     jobs = {module: list(commands) for module, commands in MODULES.items()}
     jobs.setdefault("experiments.mlp", []).extend([MISSPELT, BAD_VALUE])
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        futures = {module: pool.submit(run_parser, module, c) for module, c in jobs.items()}
-        return {module: future.result() for module, future in futures.items()}
+    return run_parser({**jobs, LAUNCH: LAUNCHES})
 
 
 def test_flag_table_is_generated_from_config():
@@ -246,7 +269,7 @@ def test_readmes_quote_commands():
 @pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_quoted_commands_parse(parsed, module):
-    bad = {command: error for command, error in parsed[module].items() if error}
+    bad = {command: error for command, (error, _) in parsed[module].items() if error}
     bad.pop(f"{MISSPELT[0]}: experiments.mlp {shlex.join(MISSPELT[1])}", None)
     bad.pop(f"{BAD_VALUE[0]}: experiments.mlp {shlex.join(BAD_VALUE[1])}", None)
     assert not bad, "README commands that do not parse:\n" + "\n".join(
@@ -257,19 +280,17 @@ def test_quoted_commands_parse(parsed, module):
 @pytest.mark.slow
 def test_parse_check_catches_a_misspelt_flag_and_a_bad_value(parsed):
     errors = parsed["experiments.mlp"]
-    misspelt = errors[f"{MISSPELT[0]}: experiments.mlp {shlex.join(MISSPELT[1])}"]
-    bad_value = errors[f"{BAD_VALUE[0]}: experiments.mlp {shlex.join(BAD_VALUE[1])}"]
+    misspelt, _ = errors[f"{MISSPELT[0]}: experiments.mlp {shlex.join(MISSPELT[1])}"]
+    bad_value, _ = errors[f"{BAD_VALUE[0]}: experiments.mlp {shlex.join(BAD_VALUE[1])}"]
     assert misspelt and "hiden" in misspelt
     assert bad_value and "relu7" in bad_value
 
 
 @pytest.mark.slow
-def test_quoted_launches_list():
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        runs = list(pool.map(run_launch_list, [args for _, args in LAUNCHES]))
+def test_quoted_launches_list(parsed):
     failed = [
-        f"{where}: ./launch.sh {shlex.join(args)}\n    {proc.stderr.strip()[-500:]}"
-        for (where, args), proc in zip(LAUNCHES, runs, strict=True)
-        if proc.returncode != 0 or "-m experiments.mlp" not in proc.stdout
+        f"{command}\n    {error}"
+        for command, (error, printed) in parsed[LAUNCH].items()
+        if error or "-m experiments.mlp" not in printed
     ]
     assert not failed, "README launches that fail with --list:\n" + "\n".join(failed)

@@ -1,6 +1,5 @@
 """Studies: axes typed on the command line, named products, pivot tables and their statistics."""
 
-import collections
 import csv
 import io
 import json
@@ -10,10 +9,9 @@ import pytest
 from scipy import stats
 
 from experiments import cli
-from mlp_jax import activations, grids, plots, results, tables
+from mlp_jax import activations, grids, plots, tables
 from mlp_jax.errors import InputError
 from tests.conftest import run_module
-from tests.test_launch import launch, launch_killed_after_two_records
 from tests.test_tables import record
 
 TWO_AXES = grids.parse_study(["act=relu,tanh,sigmoid", "hidden=64,64/64"])
@@ -258,35 +256,3 @@ def test_table_export_refuses_axes_without_a_study_name_in_one_line(tmp_path):
     proc = run_module("experiments.table", f"--results={path}", "--axis=act=relu")
     assert proc.returncode == 2 and "--axis needs --grid, the study's name" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-
-
-@pytest.mark.slow
-def test_a_killed_study_resumes_and_exports_its_pivot(tmp_path):
-    out = tmp_path / "study"
-    axes = ["--axis", "act=relu,tanh", "--axis", "hidden=16,16/16"]
-    args = ["study", "mine", *axes, "--seeds", "2", "--out", str(out), "--", "--steps=50"]
-    path = str(out / "results.jsonl")
-    killed_at = launch_killed_after_two_records(args, path)
-    assert killed_at in (2, 4, 6)  # whole cells: a cell's two seeds are recorded together
-
-    resumed = launch(*args)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"{4 - killed_at // 2} row(s) to run" in resumed.stdout
-    names = collections.Counter((r["name"], r["seed"]) for r in results.read(path))
-    assert names == {
-        (f"act-{act}__hidden-{hidden}", seed): 1
-        for act in ("relu", "tanh")
-        for hidden in ("16", "16x16")
-        for seed in (0, 1)
-    }
-    table = (out / "table.md").read_text()
-    assert table.startswith("Command: `./launch.sh study mine --axis act=relu,tanh")
-    assert "| act \\ hidden | 16 | 16x16 |" in table and "Total wall time" in table
-    (matrix,) = json.loads((out / "table.json").read_text())["matrices"]
-    assert matrix["rows"] == ["relu", "tanh"] and matrix["columns"] == ["16", "16x16"]
-    for row in matrix["cells"]:
-        assert [cell["n"] for cell in row] == [2, 2]
-        assert all(cell["ci_low"] <= cell["mean"] <= cell["ci_high"] for cell in row)
-        assert [cell["mark"] for cell in row].count(tables.BEST) == 1
-    for ext in ("csv", "tex", "png"):
-        assert (out / f"table.{ext}").stat().st_size > 0

@@ -10,9 +10,39 @@ import numpy as np
 import pytest
 
 from mlp_jax import backprop, data, teaching
-from tests.conftest import REPO, run_ok
+from tests.conftest import REPO, run_modules
 
 IRIS = os.path.join(REPO, "..", "shared", "datasets", "iris")
+# Each teaching experiment the slow tests run, with its arguments; OUT is their folder.
+EXPERIMENTS = {
+    "experiments.init_symmetry": ("--steps=200", "--out=OUT/s.md"),
+    "experiments.toy2d": ("--steps=500", "--out=OUT/toy"),
+    "experiments.approx": ("--widths=2,64", "--steps=1500", "--out=OUT/a"),
+    "experiments.vanishing": ("--checkpoints=50", "--out=OUT/v"),
+    "experiments.backprop": ("--out=OUT/b.md",),
+    "experiments.activation_gallery": ("--out=OUT/g.png",),
+    **(
+        {"experiments.iris_neuron": (f"--data_dir={IRIS}", "--out=OUT/iris.md")}
+        if os.path.isdir(IRIS)
+        else {}
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """Run every teaching experiment at once (see conftest.run_modules); return a function of a
+    module giving its folder, its arguments and its stdout, once it has exited 0."""
+    folder = tmp_path_factory.mktemp("teaching")
+    jobs = {m: [a.replace("OUT", str(folder)) for a in args] for m, args in EXPERIMENTS.items()}
+    procs = dict(zip(jobs, run_modules(*([m, *args] for m, args in jobs.items())), strict=True))
+
+    def result(module: str) -> tuple[pathlib.Path, list[str], str]:
+        proc = procs[module]
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return folder, jobs[module], proc.stdout
+
+    return result
 
 
 def assert_command(path, module: str, *args: str) -> None:
@@ -46,17 +76,15 @@ def test_iris_worked_example_matches_the_hand_computation():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(IRIS), reason="needs ../shared/datasets/iris")
-def test_one_neuron_separates_setosa_from_versicolor(tmp_path):
-    args = (f"--data_dir={IRIS}", f"--out={tmp_path}/iris.md")
-    out = run_ok("experiments.iris_neuron", *args).stdout
+def test_one_neuron_separates_setosa_from_versicolor(ran):
+    tmp_path, args, out = ran("experiments.iris_neuron")
     assert out.count("test accuracy 1.00") == 2
     assert_command(tmp_path / "iris.md", "experiments.iris_neuron", *args)
 
 
 @pytest.mark.slow
-def test_zero_and_constant_initialisation_keep_units_identical(tmp_path):
-    args = ("--steps=200", f"--out={tmp_path}/s.md")
-    run_ok("experiments.init_symmetry", *args)
+def test_zero_and_constant_initialisation_keep_units_identical(ran):
+    tmp_path, args, _ = ran("experiments.init_symmetry")
     assert_command(tmp_path / "s.md", "experiments.init_symmetry", *args)
     rows = table_rows(tmp_path / "s.md")
     assert rows["zeros"][0] == rows["constant 0.1"][0] == "1"
@@ -65,9 +93,8 @@ def test_zero_and_constant_initialisation_keep_units_identical(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_hidden_layer_solves_xor_and_circles(tmp_path):
-    args = ("--steps=500", f"--out={tmp_path}/toy")
-    run_ok("experiments.toy2d", *args)
+def test_a_hidden_layer_solves_xor_and_circles(ran):
+    tmp_path, args, _ = ran("experiments.toy2d")
     assert_command(tmp_path / "toy.md", "experiments.toy2d", *args)
     rows = table_rows(tmp_path / "toy.md")
     assert float(rows["linearly separable"][0]) >= 0.95
@@ -78,18 +105,16 @@ def test_a_hidden_layer_solves_xor_and_circles(tmp_path):
 
 
 @pytest.mark.slow
-def test_wider_layers_approximate_better(tmp_path):
-    args = ("--widths=2,64", "--steps=1500", f"--out={tmp_path}/a")
-    run_ok("experiments.approx", *args)
+def test_wider_layers_approximate_better(ran):
+    tmp_path, args, _ = ran("experiments.approx")
     assert_command(tmp_path / "a.md", "experiments.approx", *args)
     rows = table_rows(tmp_path / "a.md")
     assert float(rows["64"][0]) < 0.25 * float(rows["2"][0])
 
 
 @pytest.mark.slow
-def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
-    args = ("--checkpoints=50", f"--out={tmp_path}/v")
-    run_ok("experiments.vanishing", *args)
+def test_sigmoid_gradients_vanish_and_relu_ones_do_not(ran):
+    tmp_path, args, _ = ran("experiments.vanishing")
     assert_command(tmp_path / "v.md", "experiments.vanishing", *args)
     ratios = {
         (cells[0].strip(), cells[1].strip()): float(cells[-1])
@@ -103,17 +128,17 @@ def test_sigmoid_gradients_vanish_and_relu_ones_do_not(tmp_path):
 
 
 @pytest.mark.slow
-def test_backprop_experiment_agrees_with_autodiff(tmp_path):
-    out = run_ok("experiments.backprop", f"--out={tmp_path}/b.md").stdout
-    assert_command(tmp_path / "b.md", "experiments.backprop", f"--out={tmp_path}/b.md")
+def test_backprop_experiment_agrees_with_autodiff(ran):
+    tmp_path, args, out = ran("experiments.backprop")
+    assert_command(tmp_path / "b.md", "experiments.backprop", *args)
     differences = [float(m) for m in re.findall(r"\| (\S+e[-+]\d+) \| \S+e[-+]\d+ \|", out)]
     assert len(differences) == 6 and max(differences) < 1e-7
     assert "- z1 = a0 W1 + b1 = [[0.3775, 0.3925]]" in out
 
 
 @pytest.mark.slow
-def test_activation_gallery(tmp_path):
-    out = run_ok("experiments.activation_gallery", f"--out={tmp_path}/g.png").stdout
+def test_activation_gallery(ran):
+    tmp_path, _, out = ran("experiments.activation_gallery")
     worst = float(re.search(r"derivative over z in \[-7, 7\]: (\S+)", out).group(1))
     assert worst < 1e-5 and os.path.getsize(tmp_path / "g.png") > 0
 
