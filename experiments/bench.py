@@ -21,9 +21,12 @@ from absl import flags
 import jax
 
 from experiments import cli
-from mlp_jax import benchmark, data, grids, plots, results
-from mlp_jax.config import Config, parse_hidden
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import grids, plots
+from mlp_jax.core import data
+from mlp_jax.core.config import Config, parse_hidden
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import results
+from mlp_jax.uses import benchmark
 
 flags.DEFINE_string("hidden", "625,441", "Hidden layer sizes of the timed network.")
 flags.DEFINE_string("act", "relu6", "Hidden activation.")

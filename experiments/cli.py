@@ -16,9 +16,11 @@ from absl import app, flags
 from absl import logging as absl_logging
 import jax
 
-from mlp_jax import config, grids, parallel, results, settings, tables
-from mlp_jax.config import Config
-from mlp_jax.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
+from mlp_jax.campaign import grids, tables
+from mlp_jax.core import config, parallel, settings
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
+from mlp_jax.store import results
 
 DATA_ENV = "MLP_JAX_DATA"
 

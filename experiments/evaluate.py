@@ -21,8 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax import checkpoints, data, evaluation, plots, results, robustness, train
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import plots
+from mlp_jax.core import data, train
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints, results
+from mlp_jax.uses import evaluation, robustness
 
 cli.define_workdir_flag(required=True)
 flags.DEFINE_enum("checkpoint", "latest", checkpoints.WHICH, "Which checkpoint to evaluate.")

@@ -1,5 +1,5 @@
 """Run every row of a grid or cell of a study with N seeds, then export its table (launch.sh runs
-this module; see mlp_jax/launcher.py for the scheduling and the output folder).
+this module; see mlp_jax/campaign/launcher.py for the scheduling and the output folder).
 
     ./launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...] [--seeds N] [--jobs J] [--out DIR]
         [--list] [--row K] [-- flags for every run]
@@ -37,8 +37,8 @@ import sys
 from absl import flags
 
 from experiments import cli
-from mlp_jax import grids, launcher
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import grids, launcher
+from mlp_jax.core.errors import InputError
 
 USAGE = " ".join(__doc__.split("\n\n")[1].split())
 VALUED = ("axis", "seeds", "jobs", "out", "row")  # the options that take a value

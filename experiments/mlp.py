@@ -16,9 +16,11 @@ import jax
 import numpy as np
 
 from experiments import cli
-from mlp_jax import data, memory, parallel, plots, results, runner, train
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import plots
+from mlp_jax.core import data, memory, parallel, train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import results, runner
 
 flags.DEFINE_string("out", "runs/results.jsonl", "JSON-lines file the run records are appended to.")
 flags.DEFINE_string(

@@ -19,8 +19,11 @@ import time
 from absl import flags
 
 from experiments import cli
-from mlp_jax import data, plots, results, robustness, runner, tables, train
-from mlp_jax.config import Config
+from mlp_jax.campaign import plots, tables
+from mlp_jax.core import data, train
+from mlp_jax.core.config import Config
+from mlp_jax.store import results, runner
+from mlp_jax.uses import robustness
 
 flags.DEFINE_string("out_dir", "runs/robustness", "Folder for the table, plot and records.")
 flags.DEFINE_list(

@@ -21,8 +21,10 @@ from absl import flags
 import numpy as np
 
 from experiments import cli
-from mlp_jax import checkpoints, digits, evaluation, train
-from mlp_jax.errors import InputError
+from mlp_jax.core import train
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints
+from mlp_jax.uses import digits, evaluation
 
 cli.define_workdir_flag(required=True)
 flags.DEFINE_enum(

@@ -16,8 +16,9 @@ import os
 from absl import flags
 
 from experiments import cli
-from mlp_jax import grids, plots, results, tables
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import grids, plots, tables
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import results
 
 flags.DEFINE_string("results", None, "JSON-lines file of run records.", required=True)
 flags.DEFINE_string(

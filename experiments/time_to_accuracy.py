@@ -13,7 +13,8 @@ import json
 from absl import flags
 
 from experiments import cli
-from mlp_jax import data, runner, train
+from mlp_jax.core import data, train
+from mlp_jax.store import runner
 
 flags.DEFINE_float("target", 0.99, "Test accuracy to reach.")
 flags.DEFINE_string("out", "runs/time_to_accuracy.jsonl", "JSON-lines file for the records.")

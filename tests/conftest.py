@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlp_jax import data
+from mlp_jax.core import data
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

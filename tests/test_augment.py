@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlp_jax import augment, robustness, train
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.core import augment, train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.uses import robustness
 
 KEY = jax.random.key(0)
 

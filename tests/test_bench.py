@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import matplotlib.image
 import pytest
 
-from mlp_jax import benchmark, plots
-from mlp_jax.config import Config
+from mlp_jax.campaign import plots
+from mlp_jax.core.config import Config
+from mlp_jax.uses import benchmark
 
 
 @pytest.mark.parametrize("hidden, batch_size", [((625, 441), 100), ((), 100), ((64,), 32)])

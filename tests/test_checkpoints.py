@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
 
-from mlp_jax import checkpoints, train
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.core import train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints
 from tests.conftest import REPO, assert_trees_close, needs_cpu, run_module
 
 TINY = Config(

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from experiments import cli, mlp
-from mlp_jax import config, data, results, settings, train
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.core import config, data, settings, train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import results
 from tests.conftest import needs_cpu, run_module
 
 

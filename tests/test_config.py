@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mlp_jax import config
-from mlp_jax.config import Config, parse_hidden
-from mlp_jax.errors import InputError
+from mlp_jax.core import config
+from mlp_jax.core.config import Config, parse_hidden
+from mlp_jax.core.errors import InputError
 
 
 @pytest.mark.parametrize(

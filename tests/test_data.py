@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from mlp_jax import data
-from mlp_jax.errors import InputError
+from mlp_jax.core import data
+from mlp_jax.core.errors import InputError
 from tests.conftest import idx_bytes
 
 

@@ -9,9 +9,11 @@ from PIL import Image, ImageDraw, ImageOps
 import pytest
 from scipy import ndimage
 
-from mlp_jax import checkpoints, data, digits, train
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.core import data, train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints
+from mlp_jax.uses import digits
 from tests.conftest import run_module, run_ok
 
 

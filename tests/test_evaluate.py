@@ -11,9 +11,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 import pytest
 
-from mlp_jax import checkpoints, data, evaluation, plots, train
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import plots
+from mlp_jax.core import data, train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints
+from mlp_jax.uses import evaluation
 from tests.conftest import run_module, run_ok
 from tests.test_data import write_folder
 

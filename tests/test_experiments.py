@@ -82,5 +82,5 @@ def test_noise_table_compares_clean_and_noise_trained_and_reuses_its_models(tmp_
 
 def test_augment_demo_writes_its_figure(tmp_path):
     out = tmp_path / "demo.png"
-    run_ok("experiments.augment_demo", f"--out={out}")
+    run_ok("experiments.course.augment_demo", f"--out={out}")
     assert out.read_bytes()[:4] == b"\x89PNG"

@@ -11,9 +11,10 @@ import jax
 import pytest
 
 from experiments import cli
-from mlp_jax import checkpoints, memory, results, runner
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError, MachineError
+from mlp_jax.core import memory
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError, MachineError
+from mlp_jax.store import checkpoints, results, runner
 from tests.conftest import run_module
 
 CFG = Config(hidden=(4,), steps=10, eval_every=10, num_seeds=2)

@@ -17,9 +17,10 @@ import time
 import pytest
 
 from experiments import cli
-from mlp_jax import checkpoints, grids, launcher, results, tables
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import grids, launcher, tables
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints, results
 from tests.conftest import REPO, run_modules
 from tests.test_tables import record
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlp_jax import activations, models
-from mlp_jax.errors import InputError
+from mlp_jax.core import activations, models
+from mlp_jax.core.errors import InputError
 
 X = np.linspace(-8.0, 8.0, 161, dtype=np.float32)
 SIGMOID = 1 / (1 + np.exp(-X))

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from mlp_jax import train
-from mlp_jax.config import Config
+from mlp_jax.core import train
+from mlp_jax.core.config import Config
 from tests.conftest import REPO
 
 pytestmark = [
@@ -33,9 +33,9 @@ def host_devices(count: int) -> dict[str, str]:
 SCRIPT = """
 import dataclasses, functools, json, sys
 import jax, jax.numpy as jnp, numpy as np
-from mlp_jax import data, parallel, train
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.core import data, parallel, train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
 dataset, out = data.load("mnist", sys.argv[1]), sys.argv[2]
 base = Config(hidden=(64,), steps=50, eval_every=25, num_seeds=4)
 report, params = {}, {}

@@ -10,7 +10,8 @@ import re
 import pytest
 
 from experiments import cli
-from mlp_jax import grids, results, tables
+from mlp_jax.campaign import grids, tables
+from mlp_jax.store import results
 from tests.conftest import REPO
 
 RESULTS = os.path.join(REPO, "results")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mlp_jax import config
+from mlp_jax.core import config
 from tests.conftest import REPO
 
 # The top-level README, results/README.md and each published folder's (a study's findings and
@@ -21,7 +21,7 @@ READMES = (
     *sorted(glob.glob(os.path.join("results", "**", "README.md"), root_dir=REPO, recursive=True)),
 )
 MAX_README_LINES = 200
-REGENERATE = "python -c \"from mlp_jax import config; print(config.flag_table(), end='')\""
+REGENERATE = "python -c \"from mlp_jax.core import config; print(config.flag_table(), end='')\""
 TABLE_BEGIN = f"<!-- flag table: {REGENERATE} -->"
 TABLE_END = "<!-- end of flag table -->"
 SETUP = "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && "

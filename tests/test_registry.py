@@ -7,20 +7,11 @@ import numpy as np
 import optax
 import pytest
 
-from mlp_jax import (
-    activations,
-    augment,
-    checkpoints,
-    config,
-    grids,
-    models,
-    optim,
-    results,
-    settings,
-    train,
-)
-from mlp_jax.config import Config
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import grids
+from mlp_jax.core import activations, augment, config, models, optim, settings, train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints, results
 
 TINY = Config(hidden=(16,), act="relu", batch_size=10, steps=40, eval_every=20)
 

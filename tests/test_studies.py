@@ -9,8 +9,9 @@ import pytest
 from scipy import stats
 
 from experiments import cli
-from mlp_jax import activations, grids, plots, tables
-from mlp_jax.errors import InputError
+from mlp_jax.campaign import grids, plots, tables
+from mlp_jax.core import activations
+from mlp_jax.core.errors import InputError
 from tests.conftest import run_module
 from tests.test_tables import record
 

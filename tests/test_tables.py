@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from experiments import cli
-from mlp_jax import grids, plots, tables, train
-from mlp_jax.config import Config
+from mlp_jax.campaign import grids, plots, tables
+from mlp_jax.core import train
+from mlp_jax.core.config import Config
 from tests.conftest import REPO
 
 REFERENCE = os.path.join(REPO, "..", "shared", "reference", "seed_results.md")
@@ -168,11 +169,11 @@ def test_notes_give_rows_outside_the_prediction_interval_and_rows_with_a_note():
 
 def test_command_line_is_the_command_that_ran_with_spaces_quoted():
     argv = ["--checkpoints=50", "--out=my results/v", "--name=it's"]
-    command = tables.command_line("experiments.vanishing", argv)
+    command = tables.command_line("experiments.course.vanishing", argv)
     assert command.startswith(
-        "python -m experiments.vanishing --checkpoints=50 '--out=my results/v'"
+        "python -m experiments.course.vanishing --checkpoints=50 '--out=my results/v'"
     )
-    assert shlex.split(command) == ["python", "-m", "experiments.vanishing", *argv]
+    assert shlex.split(command) == ["python", "-m", "experiments.course.vanishing", *argv]
 
 
 def test_every_format_renders_the_same_rows():

@@ -9,20 +9,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlp_jax import backprop, data, teaching
+from mlp_jax.core import chain_rule, data
+from mlp_jax.uses import teaching
 from tests.conftest import REPO, run_modules
 
 IRIS = os.path.join(REPO, "..", "shared", "datasets", "iris")
 # Each teaching experiment the slow tests run, with its arguments; OUT is their folder.
 EXPERIMENTS = {
-    "experiments.init_symmetry": ("--steps=200", "--out=OUT/s.md"),
-    "experiments.toy2d": ("--steps=500", "--out=OUT/toy"),
-    "experiments.approx": ("--widths=2,64", "--steps=1500", "--out=OUT/a"),
-    "experiments.vanishing": ("--checkpoints=50", "--out=OUT/v"),
-    "experiments.backprop": ("--out=OUT/b.md",),
-    "experiments.activation_gallery": ("--out=OUT/g.png",),
+    "experiments.course.init_symmetry": ("--steps=200", "--out=OUT/s.md"),
+    "experiments.course.toy2d": ("--steps=500", "--out=OUT/toy"),
+    "experiments.course.approx": ("--widths=2,64", "--steps=1500", "--out=OUT/a"),
+    "experiments.course.vanishing": ("--checkpoints=50", "--out=OUT/v"),
+    "experiments.course.backprop": ("--out=OUT/b.md",),
+    "experiments.course.activation_gallery": ("--out=OUT/g.png",),
     **(
-        {"experiments.iris_neuron": (f"--data_dir={IRIS}", "--out=OUT/iris.md")}
+        {"experiments.course.iris_neuron": (f"--data_dir={IRIS}", "--out=OUT/iris.md")}
         if os.path.isdir(IRIS)
         else {}
     ),
@@ -64,7 +65,7 @@ def table_rows(path) -> dict[str, list[str]]:
 def test_iris_worked_example_matches_the_hand_computation():
     features, labels = data.load_iris(IRIS)
     assert features.shape == (150, 4) and np.bincount(labels).tolist() == [50, 50, 50]
-    step = backprop.neuron_step(
+    step = chain_rule.neuron_step(
         jnp.full(4, 0.1), jnp.array(0.1), jnp.asarray(features[:3]), jnp.array([0.0, 1.0, 0.0]), 0.5
     )
     # By hand: z = 0.1 * (row sum) + 0.1 = 1.12, 1.05, 1.04; y' = sigmoid(z).
@@ -77,15 +78,15 @@ def test_iris_worked_example_matches_the_hand_computation():
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(IRIS), reason="needs ../shared/datasets/iris")
 def test_one_neuron_separates_setosa_from_versicolor(ran):
-    tmp_path, args, out = ran("experiments.iris_neuron")
+    tmp_path, args, out = ran("experiments.course.iris_neuron")
     assert out.count("test accuracy 1.00") == 2
-    assert_command(tmp_path / "iris.md", "experiments.iris_neuron", *args)
+    assert_command(tmp_path / "iris.md", "experiments.course.iris_neuron", *args)
 
 
 @pytest.mark.slow
 def test_zero_and_constant_initialisation_keep_units_identical(ran):
-    tmp_path, args, _ = ran("experiments.init_symmetry")
-    assert_command(tmp_path / "s.md", "experiments.init_symmetry", *args)
+    tmp_path, args, _ = ran("experiments.course.init_symmetry")
+    assert_command(tmp_path / "s.md", "experiments.course.init_symmetry", *args)
     rows = table_rows(tmp_path / "s.md")
     assert rows["zeros"][0] == rows["constant 0.1"][0] == "1"
     assert rows["normal 0.01"][0] == rows["lecun_normal"][0] == "64"
@@ -94,8 +95,8 @@ def test_zero_and_constant_initialisation_keep_units_identical(ran):
 
 @pytest.mark.slow
 def test_a_hidden_layer_solves_xor_and_circles(ran):
-    tmp_path, args, _ = ran("experiments.toy2d")
-    assert_command(tmp_path / "toy.md", "experiments.toy2d", *args)
+    tmp_path, args, _ = ran("experiments.course.toy2d")
+    assert_command(tmp_path / "toy.md", "experiments.course.toy2d", *args)
     rows = table_rows(tmp_path / "toy.md")
     assert float(rows["linearly separable"][0]) >= 0.95
     for name in ("xor", "circles"):
@@ -106,16 +107,16 @@ def test_a_hidden_layer_solves_xor_and_circles(ran):
 
 @pytest.mark.slow
 def test_wider_layers_approximate_better(ran):
-    tmp_path, args, _ = ran("experiments.approx")
-    assert_command(tmp_path / "a.md", "experiments.approx", *args)
+    tmp_path, args, _ = ran("experiments.course.approx")
+    assert_command(tmp_path / "a.md", "experiments.course.approx", *args)
     rows = table_rows(tmp_path / "a.md")
     assert float(rows["64"][0]) < 0.25 * float(rows["2"][0])
 
 
 @pytest.mark.slow
 def test_sigmoid_gradients_vanish_and_relu_ones_do_not(ran):
-    tmp_path, args, _ = ran("experiments.vanishing")
-    assert_command(tmp_path / "v.md", "experiments.vanishing", *args)
+    tmp_path, args, _ = ran("experiments.course.vanishing")
+    assert_command(tmp_path / "v.md", "experiments.course.vanishing", *args)
     ratios = {
         (cells[0].strip(), cells[1].strip()): float(cells[-1])
         for cells in (
@@ -129,8 +130,8 @@ def test_sigmoid_gradients_vanish_and_relu_ones_do_not(ran):
 
 @pytest.mark.slow
 def test_backprop_experiment_agrees_with_autodiff(ran):
-    tmp_path, args, out = ran("experiments.backprop")
-    assert_command(tmp_path / "b.md", "experiments.backprop", *args)
+    tmp_path, args, out = ran("experiments.course.backprop")
+    assert_command(tmp_path / "b.md", "experiments.course.backprop", *args)
     differences = [float(m) for m in re.findall(r"\| (\S+e[-+]\d+) \| \S+e[-+]\d+ \|", out)]
     assert len(differences) == 6 and max(differences) < 1e-7
     assert "- z1 = a0 W1 + b1 = [[0.3775, 0.3925]]" in out
@@ -138,7 +139,7 @@ def test_backprop_experiment_agrees_with_autodiff(ran):
 
 @pytest.mark.slow
 def test_activation_gallery(ran):
-    tmp_path, _, out = ran("experiments.activation_gallery")
+    tmp_path, _, out = ran("experiments.course.activation_gallery")
     worst = float(re.search(r"derivative over z in \[-7, 7\]: (\S+)", out).group(1))
     assert worst < 1e-5 and os.path.getsize(tmp_path / "g.png") > 0
 

@@ -1,0 +1,1 @@
+"""The course's teaching demos: each shows one lesson of fully connected networks."""

@@ -1,0 +1,2 @@
+"""Uses of a trained model: evaluation and committees, a user's digit images, robustness,
+benchmarks, teaching helpers. Imports core and store."""
