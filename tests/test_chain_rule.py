@@ -10,7 +10,7 @@ import pytest
 from mlp_jax.core import activations, chain_rule, models, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
-from tests.conftest import assert_trees_close
+from tests.helpers import assert_trees_close
 
 HIDDEN = [(), (7,), (9, 5, 4), (16, 16)]
 

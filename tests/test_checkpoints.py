@@ -23,7 +23,7 @@ from mlp_jax.core import train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints
-from tests.conftest import REPO, assert_trees_close, needs_cpu, run_module
+from tests.helpers import REPO, assert_trees_close, needs_cpu, run_module
 
 TINY = Config(
     hidden=(8,), act="tanh", batch_size=10, steps=60, eval_every=10, num_seeds=2, keep_checkpoints=2

@@ -21,7 +21,7 @@ from mlp_jax.core import config, data, settings, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import results
-from tests.conftest import needs_cpu, run_module
+from tests.helpers import needs_cpu, run_module
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import pytest
 
 from mlp_jax.core import data
 from mlp_jax.core.errors import InputError
-from tests.conftest import idx_bytes
+from tests.helpers import idx_bytes
 
 
 def write_folder(folder, n_train=12, n_test=6, compress=True, **replace) -> str:

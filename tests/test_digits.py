@@ -14,7 +14,7 @@ from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints
 from mlp_jax.uses import digits
-from tests.conftest import run_module, run_ok
+from tests.helpers import run_module, run_ok
 
 
 def seven(width: int = 28) -> Image.Image:

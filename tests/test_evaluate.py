@@ -17,7 +17,7 @@ from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints
 from mlp_jax.uses import evaluation
-from tests.conftest import run_module, run_ok
+from tests.helpers import run_module, run_ok
 from tests.test_data import write_folder
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import run_ok
+from tests.helpers import run_ok
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from mlp_jax.core import memory
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError, MachineError
 from mlp_jax.store import checkpoints, results, runner
-from tests.conftest import run_module
+from tests.helpers import run_module
 
 CFG = Config(hidden=(4,), steps=10, eval_every=10, num_seeds=2)
 

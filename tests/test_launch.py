@@ -21,7 +21,7 @@ from mlp_jax.campaign import grids, launcher, tables
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints, results
-from tests.conftest import REPO, run_modules
+from tests.helpers import REPO, run_modules
 from tests.test_tables import record
 
 slow = pytest.mark.slow  # the tests that start launch.sh
@@ -210,7 +210,7 @@ def with_out(args: list[str], out) -> list[str]:
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory) -> list[tuple[subprocess.CompletedProcess, object]]:
     """Each bad input's launch (experiments.launch, as launch.sh runs it) and its folder, all
-    run at once (conftest.run_modules)."""
+    run at once (helpers.run_modules)."""
     folders = [tmp_path_factory.mktemp("refused") for _ in BAD_INPUT]
     jobs = [
         ["experiments.launch", *with_out(args, folder)]
@@ -353,7 +353,7 @@ def test_relaunch_plans_only_the_seeds_and_settings_not_recorded():
     assert first[4:8] == ("--steps=50", "--seed=1", "--num_seeds=1", "--out=OUT/results.jsonl")
     workdir = first[8].removeprefix("--workdir=")
     assert workdir.startswith("OUT/work/r/seeds-1-1-") and runs[0].log == "OUT/logs/r.log"
-    assert not "OUT/results.jsonl".startswith(workdir)  # records reach OUT once (item 13)
+    assert not "OUT/results.jsonl".startswith(workdir)  # records reach OUT once
     records += [{"name": "r", "seed": s, "config": config} for s in (1, 3, 4)]
     assert launcher.missing_runs([row], records, settings) == []
     assert launcher.missing_runs([row], records, dataclasses.replace(settings, seeds=6))

@@ -12,7 +12,7 @@ import pytest
 
 from mlp_jax.core import train
 from mlp_jax.core.config import Config
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = [
     pytest.mark.slow,

@@ -12,7 +12,7 @@ import pytest
 from experiments import cli
 from mlp_jax.campaign import grids, tables
 from mlp_jax.store import results
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 RESULTS = os.path.join(REPO, "results")
 GRIDS = ("seed_table", "course_extras", "best_cpu")

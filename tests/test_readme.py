@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from mlp_jax.core import config
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # The top-level README, results/README.md and each published folder's (a study's findings and
 # their commands live in the study's README only).

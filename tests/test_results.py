@@ -16,7 +16,7 @@ from mlp_jax.core import train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import MachineError
 from mlp_jax.store import results
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TINY = Config(hidden=(8,), act="tanh", batch_size=10, steps=30, eval_every=10, num_seeds=2)
 

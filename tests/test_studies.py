@@ -12,7 +12,7 @@ from experiments import cli
 from mlp_jax.campaign import grids, plots, tables
 from mlp_jax.core import activations
 from mlp_jax.core.errors import InputError
-from tests.conftest import run_module
+from tests.helpers import run_module
 from tests.test_tables import record
 
 TWO_AXES = grids.parse_study(["act=relu,tanh,sigmoid", "hidden=64,64/64"])

@@ -16,7 +16,7 @@ from experiments import cli
 from mlp_jax.campaign import grids, plots, tables
 from mlp_jax.core import train
 from mlp_jax.core.config import Config
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 REFERENCE = os.path.join(REPO, "..", "shared", "reference", "seed_results.md")
 

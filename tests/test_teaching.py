@@ -11,7 +11,7 @@ import pytest
 
 from mlp_jax.core import chain_rule, data
 from mlp_jax.uses import teaching
-from tests.conftest import REPO, run_modules
+from tests.helpers import REPO, run_modules
 
 IRIS = os.path.join(REPO, "..", "shared", "datasets", "iris")
 # Each teaching experiment the slow tests run, with its arguments; OUT is their folder.
@@ -32,7 +32,7 @@ EXPERIMENTS = {
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
-    """Run every teaching experiment at once (see conftest.run_modules); return a function of a
+    """Run every teaching experiment at once (see helpers.run_modules); return a function of a
     module giving its folder, its arguments and its stdout, once it has exited 0."""
     folder = tmp_path_factory.mktemp("teaching")
     jobs = {m: [a.replace("OUT", str(folder)) for a in args] for m, args in EXPERIMENTS.items()}

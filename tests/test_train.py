@@ -11,7 +11,7 @@ import pytest
 from mlp_jax.core import config, train
 from mlp_jax.core.config import Config
 from mlp_jax.store import results
-from tests.conftest import assert_trees_close, first_replica, needs_cpu
+from tests.helpers import assert_trees_close, first_replica, needs_cpu
 
 TINY = Config(hidden=(16,), act="relu", batch_size=10, steps=40, eval_every=20)
 
