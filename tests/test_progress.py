@@ -1,18 +1,23 @@
 """The progress line of experiments.mlp: means over replicas, elapsed time and ETA."""
 
+import numpy as np
+
 from experiments import mlp
+from mlp_jax.core import train
 
 
-def entry(step: int, train_seconds: float, eval_seconds: float) -> dict:
-    return {
-        "step": step,
-        "train_loss": [0.2, 0.4],
-        "val_accuracy": [0.9, 0.92],
-        "test_accuracy": [0.89, 0.91],
-        "steps_per_sec": 800.4,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-    }
+def entry(step: int, train_seconds: float, eval_seconds: float) -> train.Evaluation:
+    return train.Evaluation(
+        step=step,
+        train_loss=np.array([0.2, 0.4]),
+        val_accuracy=np.array([0.9, 0.92]),
+        test_accuracy=np.array([0.89, 0.91]),
+        steps_per_sec=800.4,
+        learning_rate=0.5,
+        diverged_at_step=(None, None),
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+    )
 
 
 def test_progress_line_shows_means_elapsed_and_eta():
