@@ -50,7 +50,10 @@ def load_data(saved: checkpoints.Saved) -> data.Dataset:
     run's."""
     cfg = saved.cfg
     dataset = data.load(
-        cfg.dataset, cli.data_dir(FLAGS.data_dir) or cfg.data_dir, cfg.validation_size
+        cfg.dataset,
+        cli.data_dir(FLAGS.data_dir) or cfg.data_dir,
+        cfg.validation_size,
+        cfg.preprocess,
     )
     trained_on = saved.replicas.order.shape[-1]
     if dataset.train_x.shape[0] != trained_on:
