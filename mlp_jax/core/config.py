@@ -132,7 +132,8 @@ class Config(Strengths):
     preprocess: str = setting(
         "none",
         "Preprocessing of every digit (training, validation, test, predict's images) before the "
-        "net sees it.",
+        "net sees it: widthN resamples each digit's bounding box to N pixels wide and 20 high and "
+        "re-centres it (Meier et al. 2011).",
         choices=preprocess.PREPROCESSORS,
     )
     augment: str = setting(
