@@ -21,7 +21,7 @@ from absl import flags
 import numpy as np
 
 from experiments import cli
-from mlp_jax.core import train
+from mlp_jax.core import preprocess, train
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints
 from mlp_jax.uses import digits, evaluation
@@ -50,7 +50,7 @@ def main(argv: list[str]) -> None:
             saved.cfg,
             saved.replicas,
             saved.progress.diverged_at_step,
-            np.stack(images),
+            preprocess.apply(saved.cfg.preprocess, np.stack(images)),
             f"--workdir {FLAGS.workdir!r}",
         )
         if not members.all():
