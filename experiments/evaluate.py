@@ -46,7 +46,11 @@ flags.DEFINE_string(
     "Write the committee's confusion matrix and misclassified digits here (PNG) and, for one "
     "folder, its curves and its first seed's first-layer weights.",
 )
-flags.DEFINE_string("out", None, "Append the committee's record to this JSON-lines file.")
+flags.DEFINE_string(
+    "out",
+    None,
+    "Append the committee's record to this JSON-lines file (its own: it is not a run record).",
+)
 flags.DEFINE_string("table", None, "Write the committee's markdown table to this file.")
 cli.define_config_flags(only=("data_dir",))  # unset: $MLP_JAX_DATA, else each run's own folder
 FLAGS = flags.FLAGS

@@ -97,6 +97,19 @@ def test_a_diverged_member_is_left_out_and_counted(folders, tiny, tmp_path):
     assert "1 replica left out (1 diverged)" in table
 
 
+def test_a_committee_refuses_folders_measured_on_other_labels(folders, tiny):
+    other = tiny.replace(test_y=(tiny.test_y + 1) % 10)
+    measured = evaluation.measure_all(
+        folders, "latest", lambda cfg: tiny if cfg.num_seeds == 2 else other
+    )
+    with pytest.raises(InputError) as refused:
+        evaluation.vote(measured, "equal")
+    assert str(refused.value) == (
+        f"--workdir {folders[1]!r} was measured on other test labels than --workdir "
+        f"{folders[0]!r}; accepted: work folders trained on the same data (give --data_dir)"
+    )
+
+
 def nll(weights: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
     """Return the weighted committee's mean negative log-likelihood of `labels`."""
     mixed = np.tensordot(weights, probs, axes=1)[np.arange(len(labels)), labels]

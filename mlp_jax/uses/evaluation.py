@@ -206,10 +206,10 @@ def check_same_labels(folders: Sequence[Folder]) -> None:
     """Raise InputError unless every folder's validation and test labels are the first's."""
     first = folders[0]
     for folder in folders[1:]:
-        for split in ("val_y", "test_y"):
+        for split, called in (("val_y", "validation"), ("test_y", "test")):
             if not np.array_equal(getattr(folder.data, split), getattr(first.data, split)):
                 raise InputError(
-                    f"--workdir {folder.path!r} was measured on other {split[:-2]} labels than "
+                    f"--workdir {folder.path!r} was measured on other {called} labels than "
                     f"--workdir {first.path!r}; accepted: work folders trained on the same data "
                     "(give --data_dir)"
                 )
