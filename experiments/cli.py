@@ -46,13 +46,16 @@ def define_config_flags(
         )
 
 
-def define_workdir_flag(required: bool = False) -> None:
-    """Define --workdir, a run's work folder; `required` where a saved run is read."""
-    flags.DEFINE_string(
+def define_workdir_flag(required: bool = False, multiple: bool = False) -> None:
+    """Define --workdir, a run's work folder; `required` where a saved run is read, `multiple`
+    where several saved runs vote together (the flag then gives a list)."""
+    define = flags.DEFINE_multi_string if multiple else flags.DEFINE_string
+    define(
         "workdir",
         None,
         "Work folder of the run: config.json, Orbax checkpoints (a training run resumes from the "
-        "last one), TensorBoard event files and the run's records.",
+        "last one), TensorBoard event files and the run's records."
+        + (" Repeat it for a committee of several runs." if multiple else ""),
         required=required,
     )
 

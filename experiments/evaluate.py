@@ -1,42 +1,58 @@
-"""Evaluate a saved model without training: each replica's accuracy, and the ensemble's.
+"""Evaluate saved models without training: each replica's accuracy, and their committee's.
 
-Reads the latest (or best) checkpoint of a work folder made with `experiments.mlp --workdir`,
-measures every replica on the run's validation and test splits with the program training used
-(so the numbers equal the recorded ones) and, with several replicas, the averaged softmax of
-those that finished (a diverged replica's NaNs are left out):
+Reads the latest (or best) checkpoint of one or several work folders made with `experiments.mlp
+--workdir`, measures every replica on its run's validation and test splits (each folder's data
+preprocessed its own way) with the program training used, so the numbers equal the recorded ones,
+and the averaged softmax of the replicas that finished (a diverged replica is left out and
+counted). The folders may differ in architecture, preprocessing and replicas, not in dataset or
+validation size:
 
     python -m experiments.evaluate --workdir=runs/mlp --checkpoint=best --corruptions \\
         --plot_dir=runs/mlp/figures --data_dir=../shared/datasets/mnist
+    python -m experiments.evaluate --workdir=runs/a --workdir=runs/b --weights=validation \\
+        --out=runs/committee.jsonl --table=runs/committee.md
 
---corruptions adds the test accuracies under experiments.noise's corruptions; --plot_dir writes
-the training curves, the ensemble's confusion matrix and misclassified digits, and the first
-seed's first-layer weights.
+--weights=validation weighs the members by the validation split (mlp_jax/uses/evaluation.py),
+never the test split; --out appends the committee's record, --table writes its table;
+--corruptions adds each folder's test accuracies under experiments.noise's corruptions;
+--plot_dir writes the committee's confusion matrix and misclassified digits and, for one folder,
+its training curves and first seed's first-layer weights.
 """
 
+import dataclasses
 import os
 
 from absl import flags
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments import cli
-from mlp_jax.campaign import plots
-from mlp_jax.core import data, train
-from mlp_jax.core.errors import InputError
+from mlp_jax.campaign import plots, tables
+from mlp_jax.core import train
 from mlp_jax.store import checkpoints, results
 from mlp_jax.uses import evaluation, robustness
 
-cli.define_workdir_flag(required=True)
+cli.define_workdir_flag(required=True, multiple=True)
 flags.DEFINE_enum("checkpoint", "latest", checkpoints.WHICH, "Which checkpoint to evaluate.")
+flags.DEFINE_enum(
+    "weights",
+    "equal",
+    list(evaluation.WEIGHTS),
+    "How the committee weighs its members: equally, or as the validation split says.",
+)
 flags.DEFINE_boolean("corruptions", False, "Also test under experiments.noise's corruptions.")
 flags.DEFINE_string(
     "plot_dir",
     None,
-    "Write the curves, the confusion matrix and misclassified digits of the ensemble (the "
-    "replica when one) and the first seed's first-layer weights here (PNG).",
+    "Write the committee's confusion matrix and misclassified digits here (PNG) and, for one "
+    "folder, its curves and its first seed's first-layer weights.",
 )
-cli.define_config_flags(only=("data_dir",))  # unset: $MLP_JAX_DATA, else the run's own folder
+flags.DEFINE_string(
+    "out",
+    None,
+    "Append the committee's record to this JSON-lines file (its own: it is not a run record).",
+)
+flags.DEFINE_string("table", None, "Write the committee's markdown table to this file.")
+cli.define_config_flags(only=("data_dir",))  # unset: $MLP_JAX_DATA, else each run's own folder
 FLAGS = flags.FLAGS
 
 
@@ -45,87 +61,96 @@ def accuracy(correct: int, total: int) -> str:
     return f"{train.fraction(np.array(correct), total):.4f} ({correct}/{total})"
 
 
-def load_data(saved: checkpoints.Saved) -> data.Dataset:
-    """Load the splits of the saved run's data; InputError unless its training split is the
-    run's."""
-    cfg = saved.cfg
-    dataset = data.load(
-        cfg.dataset, cli.data_dir(FLAGS.data_dir) or cfg.data_dir, cfg.validation_size
+def print_folder(folder: evaluation.Folder) -> None:
+    """Print a work folder's checkpoint and each replica's accuracies (and corruptions)."""
+    cfg, progress, split = folder.saved.cfg, folder.saved.progress, folder.data
+    print(
+        f"{results.default_name(cfg)}: {FLAGS.checkpoint} checkpoint, step {progress.step} of "
+        f"{cfg.total_steps(split.train_x.shape[0])} ({folder.path})"
     )
-    trained_on = saved.replicas.order.shape[-1]
-    if dataset.train_x.shape[0] != trained_on:
-        raise InputError(
-            f"the data has {dataset.train_x.shape[0]} training images, the run {trained_on}; "
-            "give the run's --data_dir"
+    for r, seed in enumerate(folder.saved.seeds):
+        diverged = progress.diverged_at_step[r]
+        print(
+            f"seed {seed}: val_accuracy {accuracy(folder.val_correct[r], len(split.val_y))}  "
+            f"test_accuracy {accuracy(folder.test_correct[r], len(split.test_y))}"
+            + (f"  (diverged at step {diverged})" if diverged is not None else "")
         )
-    return dataset
+    if FLAGS.corruptions:
+        replicas = folder.saved.replicas
+        for kind, values in robustness.corrupted_accuracies(cfg, replicas, split).items():
+            each = "  ".join(f"{v:.4f}" for v in values)
+            print(f"{kind:<16} {each}  mean {results.summarize(values)[0]:.4f}")
 
 
-def print_ensemble(probs: jax.Array, labels: jax.Array, members: np.ndarray) -> None:
-    """Print the test accuracy of the finished replicas' averaged softmax."""
-    label = train.ensemble_label(int(members.sum()), len(members))
-    ensemble = train.ensemble_accuracy(probs, labels, members)
-    if ensemble is None:
-        print(f"{label}: none to evaluate")
-    else:
-        right = round(ensemble * len(labels))
-        print(f"{label}: test_accuracy {accuracy(right, len(labels))}")
-
-
-def write_figures(
-    saved: checkpoints.Saved, dataset: data.Dataset, probs: jax.Array, members: np.ndarray
-) -> None:
-    """Write the curves, the committee's confusion matrix and misclassified digits, and the
-    first seed's first-layer weights to --plot_dir."""
-    name = results.default_name(saved.cfg)
-    # The finished replicas' committee; with none finished, the first replica, as it is.
-    shown = members if members.any() else np.arange(len(members)) == 0
-    first = jax.tree.map(lambda x: x[0], saved.replicas)
-    written = plots.run_figures(
-        saved.progress.history,
-        np.asarray(dataset.test_x),
-        np.asarray(dataset.test_y),
-        np.asarray(jnp.argmax(train.committee(probs, shown), axis=-1)),
-        FLAGS.plot_dir,
-        name,
-    )
-    written.append(
-        plots.first_layer_weights(
-            np.asarray(train.eval_params(first)["params"]["Dense_0"]["kernel"]),
-            os.path.join(FLAGS.plot_dir, f"{name}_first_layer.png"),
+def print_committee(record: dict) -> None:
+    """Print the committee's test accuracy, its weights when not equal, and how it fares
+    against its best member."""
+    listed = record["members"]
+    label = evaluation.label(record["entered"], len(listed), len(record["folders"]))
+    print(f"{label}: test_accuracy {accuracy(record['test_correct'], record['test_total'])}")
+    if record["weights"] != "equal":
+        weights = "  ".join(f"{m['folder']} seed {m['seed']} {m['weight']:.3f}" for m in listed)
+        print(f"weights ({record['weights']}): {weights}")
+    if record["entered"] > 1:
+        best = record["best_member"]
+        print(
+            f"against its best member by {record['best_by']} ({best['folder']} seed "
+            f"{best['seed']}): {record['right_where_best_wrong']} test digits right that it "
+            f"misses, {record['wrong_where_best_right']} missed that it gets right"
         )
-    )
+
+
+def write_figures(committee: evaluation.Committee, load: evaluation.Loader) -> None:
+    """Write the committee's confusion matrix and misclassified digits (as drawn, before any
+    preprocessing) to --plot_dir and, for one folder, its curves and first-layer weights."""
+    first = committee.folders[0]
+    name = results.default_name(first.saved.cfg) if len(committee.folders) == 1 else "committee"
+    drawn = load(dataclasses.replace(first.saved.cfg, preprocess="none"))
+    labels, predicted = np.asarray(drawn.test_y), np.argmax(committee.test_probs, axis=-1)
+
+    def path(kind: str) -> str:
+        return os.path.join(FLAGS.plot_dir, f"{name}_{kind}.png")
+
+    written = [
+        plots.misclassified(np.asarray(drawn.test_x), labels, predicted, path("misclassified")),
+        plots.confusion(labels, predicted, path("confusion")),
+    ]
+    if len(committee.folders) == 1:
+        kernel = train.eval_params(first.saved.replicas)["params"]["Dense_0"]["kernel"][0]
+        written.append(plots.curves(first.saved.progress.history, path("curves"), name))
+        written.append(plots.first_layer_weights(np.asarray(kernel), path("first_layer")))
     print("figures:", " ".join(written))
+
+
+def check_outputs() -> None:
+    """Refuse, before any work, outputs that cannot be written."""
+    if FLAGS.plot_dir:
+        cli.check_writable(FLAGS.plot_dir, "plot_dir", FLAGS.plot_dir)
+    if FLAGS.table:
+        folder = os.path.dirname(os.path.abspath(FLAGS.table))
+        cli.check_writable(folder, "table", FLAGS.table)
+    if FLAGS.out:
+        results.check_appendable(FLAGS.out)
 
 
 def main(argv: list[str]) -> None:
     del argv
+    check_outputs()
+    load = evaluation.loader(cli.data_dir(FLAGS.data_dir))
+    folders = evaluation.measure_all(FLAGS.workdir, FLAGS.checkpoint, load)
+    for folder in folders:
+        print_folder(folder)
+    committee = evaluation.vote(folders, FLAGS.weights)
+    record = evaluation.record(committee, FLAGS.checkpoint, cli.command())
+    if len(record["members"]) > 1:
+        print_committee(record)
+    if FLAGS.out:
+        results.append([record], FLAGS.out)
+    if FLAGS.table:
+        header = tables.provenance(record["command"], [record])
+        print("table:", results.write_text(FLAGS.table, tables.committee_markdown(record, header)))
     if FLAGS.plot_dir:
-        cli.check_writable(FLAGS.plot_dir, "plot_dir", FLAGS.plot_dir)
-    saved = checkpoints.load(FLAGS.workdir, FLAGS.checkpoint)
-    cfg, progress = saved.cfg, saved.progress
-    dataset = load_data(saved)
-    print(
-        f"{results.default_name(cfg)}: {FLAGS.checkpoint} checkpoint, step {progress.step} of "
-        f"{cfg.total_steps(dataset.train_x.shape[0])} ({FLAGS.workdir})"
-    )
-    val, test, probs = evaluation.measure(cfg, saved.replicas, dataset)
-    for r, seed in enumerate(saved.seeds):
-        diverged = progress.diverged_at_step[r]
-        print(
-            f"seed {seed}: val_accuracy {accuracy(val[r], len(dataset.val_y))}  "
-            f"test_accuracy {accuracy(test[r], len(dataset.test_y))}"
-            + (f"  (diverged at step {diverged})" if diverged is not None else "")
-        )
-    members = train.finished(progress.diverged_at_step, probs)
-    if len(saved.seeds) > 1:
-        print_ensemble(probs, dataset.test_y, members)
-    if FLAGS.corruptions:
-        for kind, values in robustness.corrupted_accuracies(cfg, saved.replicas, dataset).items():
-            each = "  ".join(f"{v:.4f}" for v in values)
-            print(f"{kind:<16} {each}  mean {results.summarize(values)[0]:.4f}")
-    if FLAGS.plot_dir:
-        write_figures(saved, dataset, probs, members)
+        write_figures(committee, load)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def main(argv: list[str]) -> None:
     print("config:", cfg.describe())
     env = results.environment()
     print(f"platform: {env['platform']} device: {env['device']}")
-    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
+    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.preprocess)
     memory.check_memory(cfg, dataset, parallel.select_devices(cfg.devices))
     total = cfg.total_steps(dataset.train_x.shape[0])
 

@@ -81,7 +81,7 @@ def main(argv: list[str]) -> None:
     base, start = cli.config_from_flags(), time.perf_counter()
     records_path = os.path.join(FLAGS.out_dir, "results.jsonl")
     results.check_appendable(records_path)
-    dataset = data.load(base.dataset, base.data_dir, base.validation_size)
+    dataset = data.load(base.dataset, base.data_dir, base.validation_size, base.preprocess)
     rows, records = [], []
     for variant in FLAGS.variants:
         row, variant_records = train_variant(base, variant, dataset, records_path)

@@ -1,13 +1,14 @@
 """Classify your own digit images with a model trained by `experiments.mlp --workdir=DIR`.
 
-    python -m experiments.predict --workdir=DIR [--checkpoint=best] IMAGE...
+    python -m experiments.predict --workdir=DIR [--workdir=DIR2 ...] [--checkpoint=best] IMAGE...
 
 Each IMAGE (PNG, 8- or 16-bit, or JPEG, any size up to PIL's pixel limit, dark ink on light
 paper or the reverse) is preprocessed as MNIST's digits were: grey levels, white digit on black,
 cropped to the digit, scaled to fit 20×20 keeping its aspect ratio, centred by its centre of mass
-in 28×28. One line per image gives the three likeliest classes with their probabilities, averaged
-over the replicas when several were trained (over those that finished: a diverged replica is left
-out, and a model whose every replica diverged is an error):
+in 28×28, then as each work folder's run preprocessed its digits. One line per image gives the
+three likeliest classes with their probabilities, averaged over the replicas of every work folder
+(a committee of runs of any architecture and preprocessing, trained on one dataset) over those
+that finished: a diverged replica is left out, and none finished is an error:
 
     digit.png: 7 (0.981)  1 (0.012)  9 (0.004)
 
@@ -21,12 +22,12 @@ from absl import flags
 import numpy as np
 
 from experiments import cli
-from mlp_jax.core import train
+from mlp_jax.core import data
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints
 from mlp_jax.uses import digits, evaluation
 
-cli.define_workdir_flag(required=True)
+cli.define_workdir_flag(required=True, multiple=True)
 flags.DEFINE_enum(
     "checkpoint", "latest", checkpoints.WHICH, "Which saved weights: the last or the best."
 )
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> None:
     paths = argv[1:]
     if not paths:
         raise InputError("no IMAGE given: python -m experiments.predict --workdir=DIR IMAGE...")
-    saved = checkpoints.load(FLAGS.workdir, FLAGS.checkpoint)
+    saved = evaluation.read(FLAGS.workdir, FLAGS.checkpoint, evaluation.SAME_CLASSES)
     names, images = [], []
     for path in paths:
         try:
@@ -46,15 +47,12 @@ def main(argv: list[str]) -> None:
         except InputError as e:
             print(f"error: {e}", file=sys.stderr)
     if images:
-        probs, members = evaluation.committee(
-            saved.cfg,
-            saved.replicas,
-            saved.progress.diverged_at_step,
-            np.stack(images),
-            f"--workdir {FLAGS.workdir!r}",
+        probs, entered = evaluation.committee(
+            FLAGS.workdir, saved, np.stack(images).reshape(len(images), *data.IMAGE_SHAPE)
         )
-        if not members.all():
-            print(train.ensemble_label(int(members.sum()), len(members)), file=sys.stderr)
+        if not entered.all() or len(saved) > 1:
+            label = evaluation.label(int(entered.sum()), len(entered), len(saved))
+            print(label, file=sys.stderr)
         for name, p in zip(names, probs, strict=True):
             top = digits.top_classes(p)
             print(f"{name}: " + "  ".join(f"{c} ({q:.3f})" for c, q in top))

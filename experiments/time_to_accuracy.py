@@ -59,7 +59,7 @@ def main(argv: list[str]) -> None:
     del argv
     cfg = cli.config_from_flags()
     print("config:", cfg.describe())
-    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
+    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.preprocess)
     reached: dict[int, train.Evaluation] = {}
 
     def watch(evaluation: train.Evaluation) -> bool:

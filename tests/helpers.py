@@ -7,8 +7,14 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from mlp_jax.core import train
+from mlp_jax.core.config import Config
+from mlp_jax.core.data import Dataset
+from mlp_jax.store import checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,3 +114,27 @@ def assert_trees_close(a, b, **tolerance) -> None:
 def first_replica(tree):
     """Return replica 0 of a tree stacked over replicas."""
     return jax.tree.map(lambda x: x[0], tree)
+
+
+def diverge(replicas: train.Replica, diverged: list[int | None]) -> train.Replica:
+    """Return `replicas` with NaN weights in each replica whose `diverged` step is not None."""
+    bad = np.array([step is not None for step in diverged])
+    return replicas.replace(
+        params=jax.tree.map(
+            lambda p: jnp.where(bad.reshape(-1, *[1] * (p.ndim - 1)), jnp.nan, p),
+            replicas.params,
+        )
+    )
+
+
+def save_diverged(folder, cfg: Config, diverged: list[int | None], dataset: Dataset) -> str:
+    """Train `cfg` briefly on `dataset` and save it to a work folder as if the replicas whose
+    `diverged` step is not None had diverged there; return the folder."""
+    fit = train.fit(cfg, dataset)
+    replicas = diverge(fit.replicas, diverged)
+    progress = train.Progress(fit.steps, diverged, [[] for _ in diverged], fit.history)
+    workdir = checkpoints.Workdir(str(folder), cfg, "test", {})
+    workdir.restore(replicas)  # writes config.json
+    workdir.save(replicas, progress)
+    workdir.close()
+    return str(folder)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from mlp_jax.core import data
+from mlp_jax.core import data, preprocess
 from mlp_jax.core.errors import InputError
 from tests.helpers import idx_bytes
 
@@ -107,6 +107,17 @@ def test_validation_size_must_leave_training_images(tmp_path):
     arrays, _ = data.read_idx_folder(write_folder(tmp_path))
     with pytest.raises(InputError, match="--validation_size 12 leaves no training images"):
         data.to_device(arrays, validation_size=12, name="t")
+
+
+@pytest.mark.parametrize("name", ["none", "width14"])
+def test_every_split_is_preprocessed_when_loaded_and_none_is_the_pixels(tmp_path, name):
+    arrays, _ = data.read_idx_folder(write_folder(tmp_path))
+    loaded = data.load("mnist", str(tmp_path), 2, name)
+    train_x, test_x = (arrays[f"{s}_images"].astype(np.float32) / 255 for s in ("train", "test"))
+    splits = {"val_x": train_x[:2], "train_x": train_x[2:], "test_x": test_x}
+    for split, pixels in splits.items():
+        expected = pixels if name == "none" else preprocess.apply(name, pixels)
+        np.testing.assert_array_equal(getattr(loaded, split), expected.reshape(len(pixels), -1))
 
 
 def test_an_unknown_digest_is_accepted_and_recorded_alike_for_gz_and_raw(tmp_path):

@@ -99,6 +99,17 @@ def test_a_16_bit_png_is_scaled_not_binarised(mnist_dir, tmp_path):
     np.testing.assert_allclose(sixteen, eight, atol=1e-3)
 
 
+def test_an_mnist_digit_saved_as_a_png_is_laid_out_as_it_was(mnist_dir, tmp_path):
+    if not mnist_dir:
+        pytest.skip("takes test digits from the MNIST IDX folder of $MLP_JAX_DATA")
+    images, _ = data.read_idx(mnist_dir, data.IDX_FILES["test_images"], data.IMAGE_MAGIC)
+    white = images[images.reshape(len(images), -1).max(axis=1) == 255][:300]  # full contrast
+    for i, digit in enumerate(white):
+        Image.fromarray(digit).save(tmp_path / f"{i}.png")
+        reread = digits.load_image(str(tmp_path / f"{i}.png"))
+        np.testing.assert_array_equal(reread, digit.reshape(-1) / np.float32(255))
+
+
 def png_header(width: int, height: int) -> bytes:
     """Return a grey PNG of the given size whose pixel data is a few bytes (never decoded)."""
 

@@ -4,7 +4,6 @@ import dataclasses
 import json
 import re
 
-import jax
 import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
@@ -17,7 +16,7 @@ from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints
 from mlp_jax.uses import evaluation
-from tests.helpers import run_module, run_ok
+from tests.helpers import diverge, run_module, run_ok, save_diverged
 from tests.test_data import write_folder
 
 
@@ -102,55 +101,38 @@ def test_evaluate_without_a_run_is_one_error_line(tmp_path):
     ]
 
 
-def diverge(replicas: train.Replica, diverged: list[int | None]) -> train.Replica:
-    """Return `replicas` with NaN weights in each replica whose `diverged` step is not None."""
-    bad = np.array([step is not None for step in diverged])
-    return replicas.replace(
-        params=jax.tree.map(
-            lambda p: jnp.where(bad.reshape(-1, *[1] * (p.ndim - 1)), jnp.nan, p),
-            replicas.params,
-        )
-    )
-
-
 TINY = Config(hidden=(16,), act="relu", batch_size=10, steps=20, eval_every=20, num_seeds=2)
+
+
+def saved_in_memory(cfg: Config, replicas: train.Replica, diverged: list) -> checkpoints.Saved:
+    """Return replicas as if read back from a work folder whose run diverged at `diverged`."""
+    progress = train.Progress(cfg.steps, diverged, [[] for _ in diverged], [])
+    return checkpoints.Saved(cfg, replicas, progress, train.replica_seeds(cfg))
 
 
 def test_the_committee_of_a_saved_model_leaves_out_diverged_replicas(tiny):
     fresh = train.init_replicas(TINY, jnp.arange(2), tiny)
-    probs, members = evaluation.committee(
-        TINY, diverge(fresh, [3, None]), [3, None], tiny.test_x, "w"
-    )
+    digits = np.asarray(tiny.test_x).reshape(-1, 28, 28)
+    some = saved_in_memory(TINY, diverge(fresh, [3, None]), [3, None])
+    probs, members = evaluation.committee(["w"], [some], digits)
     np.testing.assert_array_equal(members, [False, True])
     np.testing.assert_array_equal(probs, train.probabilities(TINY, fresh, tiny.test_x)[1])
-    with pytest.raises(InputError, match=r"^w: every replica diverged \(2 of 2\)"):
-        evaluation.committee(TINY, diverge(fresh, [3, 5]), [3, 5], tiny.test_x, "w")
-
-
-def save_diverged(folder, cfg: Config, diverged: list[int | None]) -> str:
-    """Train `cfg` briefly and save it to a work folder as if the replicas whose `diverged` step
-    is not None had diverged there; return the folder."""
-    fit = train.fit(cfg, data.load(cfg.dataset, cfg.data_dir, cfg.validation_size))
-    replicas = diverge(fit.replicas, diverged)
-    progress = train.Progress(fit.steps, diverged, [[] for _ in diverged], fit.history)
-    workdir = checkpoints.Workdir(str(folder), cfg, "test", {})
-    workdir.restore(replicas)  # writes config.json
-    workdir.save(replicas, progress)
-    workdir.close()
-    return str(folder)
+    every = saved_in_memory(TINY, diverge(fresh, [3, 5]), [3, 5])
+    with pytest.raises(InputError, match=r"^--workdir 'w': every replica diverged \(2 of 2\)"):
+        evaluation.committee(["w"], [every], digits)
 
 
 @pytest.mark.slow
 def test_evaluate_and_predict_leave_out_diverged_replicas(tmp_path):
     folder = write_folder(tmp_path / "data", n_train=50, n_test=20)
     cfg = dataclasses.replace(TINY, num_seeds=3, data_dir=folder, validation_size=10)
-    some = save_diverged(tmp_path / "some", cfg, [None, 7, None])
+    dataset = data.load(cfg.dataset, folder, cfg.validation_size)
+    some = save_diverged(tmp_path / "some", cfg, [None, 7, None], dataset)
     proc = run_ok("experiments.evaluate", f"--workdir={some}", f"--data_dir={folder}")
     assert re.search(r"^seed 1: .*\(diverged at step 7\)$", proc.stdout, re.M)
     right = re.search(
         r"^ensemble of 2 of 3 finished replicas: test_accuracy \S+ \((\d+)/20\)$", proc.stdout, re.M
     ).group(1)
-    dataset = data.load(cfg.dataset, folder, cfg.validation_size)
     probs = train.probabilities(cfg, checkpoints.load(some).replicas, dataset.test_x)
     members = np.array([True, False, True])
     assert int(right) / 20 == train.ensemble_accuracy(probs, dataset.test_y, members)
@@ -163,7 +145,7 @@ def test_evaluate_and_predict_leave_out_diverged_replicas(tmp_path):
     assert "ensemble of 2 of 3 finished replicas" in proc.stderr and "nan" not in proc.stdout
     assert re.fullmatch(rf"{image}: (\d \(\d\.\d{{3}}\)  ){{2}}\d \(\d\.\d{{3}}\)\n", proc.stdout)
 
-    every = save_diverged(tmp_path / "every", cfg, [5, 7, 9])
+    every = save_diverged(tmp_path / "every", cfg, [5, 7, 9], dataset)
     proc = run_module("experiments.predict", f"--workdir={every}", str(image))
     assert proc.returncode == 2 and not proc.stdout and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [

@@ -105,6 +105,10 @@ def test_the_ensemble_averages_only_finished_replicas():
     members = train.finished([7, None, None, None], probs)
     np.testing.assert_array_equal(members, [False, True, True, False])
     np.testing.assert_allclose(train.committee(probs, members), (good + other) / 2)
+    weighted = train.committee(
+        probs, members, np.array([5.0, 1.0, 3.0, 9.0])
+    )  # members' renormalised
+    np.testing.assert_allclose(weighted, (good + 3 * other) / 4, rtol=1e-6)
     assert train.ensemble_accuracy(probs, labels, members) == 1.0
     assert train.ensemble_accuracy(probs, labels, np.ones(4, bool)) == 0.25  # NaN: all class 0
     assert train.ensemble_accuracy(probs, labels, np.zeros(4, bool)) is None

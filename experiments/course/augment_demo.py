@@ -29,7 +29,7 @@ ROWS = (
 def main(argv: list[str]) -> None:
     del argv
     cfg = cli.config_from_flags()
-    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
+    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.preprocess)
     batch = np.repeat(np.asarray(dataset.test_x[FLAGS.digit])[None], FLAGS.columns, axis=0)
     key = jax.random.key(cfg.seed)
     rows = []

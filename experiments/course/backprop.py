@@ -60,7 +60,7 @@ def mnist_check(data_dir: str | None) -> list[str]:
         eval_every=500,
         data_dir=data_dir,
     )
-    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size)
+    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.preprocess)
     fit = train.fit(cfg, dataset)
     params = jax.tree.map(lambda p: p[0], fit.params)
     x, y = dataset.test_x[:1000], dataset.test_y[:1000]

@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
         bias_init="zeros",
         data_dir=cli.data_dir(FLAGS.data_dir),
     )
-    dataset = data.load(base.dataset, base.data_dir, base.validation_size)
+    dataset = data.load(base.dataset, base.data_dir, base.validation_size, base.preprocess)
     lines = [
         "# Symmetry of initialisation",
         "",

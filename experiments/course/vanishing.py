@@ -38,7 +38,7 @@ def main(argv: list[str]) -> None:
         bias_init="zeros",
         data_dir=cli.data_dir(FLAGS.data_dir),
     )
-    dataset = data.load(base.dataset, base.data_dir, base.validation_size)
+    dataset = data.load(base.dataset, base.data_dir, base.validation_size, base.preprocess)
     x, y = dataset.train_x[:1000], dataset.train_y[:1000]
     norms, lines = {}, []
     for act in ("sigmoid", "relu"):

@@ -464,3 +464,51 @@ def write_robustness(rows: list[dict], folder: str, header: list[str]) -> str:
     return results.write_text(
         os.path.join(folder, "table.md"), "\n".join([*header, "", robustness_markdown(rows)])
     )
+
+
+def _share(value: float | None) -> str:
+    """Return an accuracy as a table shows it: four decimals, a dash for none."""
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _member_cells(member: dict) -> list[str]:
+    """Return a committee member's cells: folder, seed, name, preprocessing, weight, accuracies."""
+    status = ""
+    if member["diverged_at_step"] is not None:
+        status = f" (diverged at step {member['diverged_at_step']}, left out)"
+    elif not member["entered"]:
+        status = " (not finite, left out)"
+    return [
+        f"`{member['folder']}`",
+        str(member["seed"]),
+        member["name"] + status,
+        member["preprocess"],
+        f"{member['weight']:.3f}",
+        _share(member["val_accuracy"]),
+        _share(member["test_accuracy"]),
+    ]
+
+
+def committee_markdown(record: dict, header: list[str]) -> str:
+    """Render a committee's record (`evaluation.record`) as markdown, `header` lines above: each
+    member's accuracies and weight, the committee's, and the test digits it gets right that its
+    best member by validation accuracy misses and the reverse."""
+    columns = ["folder", "seed", "name", "preprocess", "weight", "validation", "test"]
+    out = [*header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(_member_cells(m)) + " |" for m in record["members"]]
+    entered, folders = record["entered"], len(record["folders"])
+    out.append(
+        f"| **committee** | | {entered} of {len(record['members'])} replicas from {folders} "
+        f"folder{'s' * (folders != 1)} | | {record['weights']} | "
+        f"**{_share(record['val_accuracy'])}** | **{_share(record['test_accuracy'])}** |"
+    )
+    best = record["best_member"]
+    out += [
+        "",
+        f"Against its best member by {record['best_by']} (`{best['folder']}`, seed "
+        f"{best['seed']}), the committee gets {record['right_where_best_wrong']} test digits "
+        f"right that the member misses, and misses {record['wrong_where_best_right']} that it "
+        f"gets right; {record['left_out']} replica{'s' * (record['left_out'] != 1)} left out "
+        f"({record['diverged']} diverged).",
+    ]
+    return "\n".join(out) + "\n"

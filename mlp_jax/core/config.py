@@ -15,7 +15,7 @@ cannot vary.
 
 import dataclasses
 
-from mlp_jax.core import activations, chain_rule, models
+from mlp_jax.core import activations, chain_rule, models, preprocess
 from mlp_jax.core.augment import KINDS as AUGMENTATIONS
 from mlp_jax.core.augment import Strengths
 from mlp_jax.core.errors import InputError
@@ -128,6 +128,13 @@ class Config(Strengths):
         0.0,
         "Evaluate an exponential moving average of the weights with this decay (0: off).",
         within=FRACTION,
+    )
+    preprocess: str = setting(
+        "none",
+        "Preprocessing of every digit (training, validation, test, predict's images) before the "
+        "net sees it: widthN resamples each digit's bounding box to N pixels wide and 20 high and "
+        "re-centres it (Meier et al. 2011).",
+        choices=preprocess.PREPROCESSORS,
     )
     augment: str = setting(
         "",

@@ -10,6 +10,7 @@ import flax.struct
 import jax
 import numpy as np
 
+from mlp_jax.core import preprocess
 from mlp_jax.core.errors import InputError
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
@@ -194,8 +195,10 @@ def to_device(
     validation_size: int,
     name: str,
     digest: tuple[tuple[str, str], ...] = (),
+    preprocessing: str = "none",
 ) -> Dataset:
-    """Split off the first `validation_size` training images and move everything to the device."""
+    """Split off the first `validation_size` training images, preprocess every image as
+    `preprocessing` names, and move everything to the device."""
     num_train = len(arrays["train_images"])
     if validation_size >= num_train:
         raise InputError(
@@ -204,8 +207,8 @@ def to_device(
         )
 
     def images(x: np.ndarray) -> jax.Array:
-        flat = x.reshape(len(x), int(np.prod(x.shape[1:])))  # -1 fails on an empty split
-        return jax.device_put(flat.astype(np.float32) / np.float32(255))
+        grey = preprocess.apply(preprocessing, x.astype(np.float32) / np.float32(255))
+        return jax.device_put(grey.reshape(len(x), int(np.prod(x.shape[1:]))))  # not -1: empty
 
     def labels(y: np.ndarray) -> jax.Array:
         return jax.device_put(y.astype(np.int32))
@@ -224,17 +227,21 @@ def to_device(
 
 
 def load(
-    dataset: str = "mnist", data_dir: str | None = None, validation_size: int = 5000
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    validation_size: int = 5000,
+    preprocessing: str = "none",
 ) -> Dataset:
-    """Load `dataset` from the IDX folder `data_dir`, or through TFDS when it is None.
+    """Load `dataset` from the IDX folder `data_dir`, or through TFDS when it is None, every
+    image preprocessed as `preprocessing` names (`preprocess.PREPROCESSORS`).
 
     A folder whose files are another known release than `dataset` is refused (InputError).
     """
     if not data_dir:
-        return to_device(read_tfds(dataset), validation_size, dataset)
+        return to_device(read_tfds(dataset), validation_size, dataset, (), preprocessing)
     arrays, md5s = read_idx_folder(data_dir)
     check_release(dataset, data_dir, md5s)
-    return to_device(arrays, validation_size, dataset, digest(md5s))
+    return to_device(arrays, validation_size, dataset, digest(md5s), preprocessing)
 
 
 IRIS_CLASSES = ("Iris-setosa", "Iris-versicolor", "Iris-virginica")

@@ -291,9 +291,18 @@ def finished(diverged_at_step: Sequence[int | None], probs: jax.Array) -> np.nda
     return np.array([step is None for step in diverged_at_step], bool) & finite
 
 
-def committee(probs: jax.Array, members: np.ndarray) -> jax.Array:
-    """Return the class probabilities averaged over the `members` (a mask) of the replicas."""
-    return jnp.asarray(probs)[np.flatnonzero(members)].mean(axis=0)
+def committee(
+    probs: jax.Array, members: np.ndarray, weights: np.ndarray | None = None
+) -> jax.Array:
+    """Return the class probabilities averaged over the `members` (a mask) of the replicas,
+    weighted by `weights` (one per replica, renormalised over the members; None: equal)."""
+    chosen = np.flatnonzero(members)
+    if weights is None:
+        return jnp.asarray(probs)[chosen].mean(axis=0)
+    share = np.asarray(weights, np.float64)[chosen]
+    return jnp.tensordot(
+        jnp.asarray(share / share.sum(), jnp.float32), jnp.asarray(probs)[chosen], axes=1
+    )
 
 
 def ensemble_label(members: int, replicas: int) -> str:

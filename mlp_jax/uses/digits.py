@@ -11,13 +11,12 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from mlp_jax.core.errors import InputError
+from mlp_jax.core.preprocess import BOX, CENTRE, SIDE
 
-SIDE = 28  # MNIST's field
-BOX = 20  # the longer side of the digit's bounding box
-# The mean centre of mass (row, column) of MNIST's test digits, 0-based: 13.99 and 14.01.
-CENTRE = (14.0, 14.0)
 MIN_CONTRAST = 0.1  # less ink/paper contrast than this (of black to white) is a blank image
-INK = 0.5  # ink is what is darker than halfway from the paper to the darkest stroke
+# Above MNIST's resolution or on paper with noise, the digit's box holds what is darker than
+# halfway from the paper to the darkest stroke (`fit_box`).
+INK = 0.5
 # PIL's modes of 16-bit grey PNGs (older PIL opens them as 32-bit "I"): 0..65535.
 SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
@@ -33,8 +32,9 @@ def grey_levels(image: Image.Image) -> np.ndarray:
 
 
 def ink_levels(grey: np.ndarray) -> np.ndarray:
-    """Return how much ink each pixel holds, in [0, 1]: the paper (the border's median) is 0,
-    the strongest stroke 1, dark ink on light paper or light ink on dark alike."""
+    """Return how much ink each pixel holds, at most 1: the paper (the border's median) is 0,
+    the strongest stroke 1, dark ink on light paper or light ink on dark alike; a pixel beyond
+    the paper's level, away from the ink (paper's noise), is negative."""
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     paper = np.median(border)
     # The ink is the extreme farther from the paper: grey paper photographed dim stays paper.
@@ -44,13 +44,20 @@ def ink_levels(grey: np.ndarray) -> np.ndarray:
         raise InputError(
             f"blank image: no digit stands out from the background (contrast {contrast:.2f})"
         )
-    return np.clip(ink / contrast, 0.0, 1.0).astype(np.float32)
+    return np.minimum(ink / contrast, 1.0).astype(np.float32)
 
 
 def fit_box(ink: np.ndarray) -> np.ndarray:
-    """Crop to the ink's bounding box and resize it (Lanczos) so its longer side is 20."""
-    rows, cols = np.nonzero(ink > INK)
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    """Crop to the ink's bounding box and resize it (Lanczos) so its longer side is 20.
+
+    The box holds the pixels over INK; at MNIST's resolution (28×28 at most) on clean paper (no
+    pixel beyond the paper's level), every inked pixel, the anti-aliased fringe included as in
+    MNIST's boxes, so that an MNIST digit keeps its layout. (In larger images, faint pixels are
+    the paper's noise or a resize's ringing as often as fringe.)
+    """
+    fringe = max(ink.shape) <= SIDE and ink.min() >= 0
+    rows, cols = np.nonzero(ink > (0.0 if fringe else INK))
+    crop = np.maximum(ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1], 0.0)
     height, width = crop.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))

@@ -1,39 +1,316 @@
-"""Measuring saved replicas as training measured them: the same programs, layout and splits."""
+"""Saved models measured as training measured them (the same programs, layout and splits), and
+committees of saved models: the finished replicas of one or several work folders, of any
+architectures and preprocessing, voting by their averaged softmax.
+
+A member is one replica of one work folder; the replicas of one folder are its members, so a
+committee of one folder is that run's ensemble. A replica that diverged, or whose class
+probabilities are not all finite, is left out and counted. The weights (WEIGHTS) are equal, the
+plain mean as training's ensemble takes it, or chosen on the validation split: never on the test
+split. Members must share the test and validation splits: one dataset, one validation size (each
+member's images are preprocessed its own way).
+"""
+
+from collections.abc import Callable, Sequence
+import dataclasses
+import datetime
+import functools
 
 import jax
 import numpy as np
+from scipy import optimize
 
-from mlp_jax.core import parallel, train
+from mlp_jax.core import config, data, parallel, preprocess, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.data import Dataset
 from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints, results
+
+Loader = Callable[[Config], Dataset]  # the splits a config's run used, preprocessed its way
+SAME_SPLITS = ("dataset", "validation_size")  # what members measured together share
+SAME_CLASSES = ("dataset",)  # what members voting on a user's digits share
+TINY = 1e-12  # the least committee probability of a true label that the likelihood counts
 
 
-def measure(
-    cfg: Config, replicas: train.Replica, data: Dataset
-) -> tuple[np.ndarray, np.ndarray, jax.Array]:
-    """Return every replica's right answers on validation and on test, and its test-class
-    probabilities, computed by `train.fit`'s programs on its layout of replicas and data."""
+def check_alike(configs: Sequence[tuple[str, Config]], fields: Sequence[str]) -> None:
+    """Raise InputError unless every work folder's config has the first one's `fields`."""
+    first_path, first = configs[0]
+    for path, cfg in configs[1:]:
+        for field in fields:
+            if getattr(cfg, field) != getattr(first, field):
+                raise InputError(
+                    f"--workdir {path!r} has {field} {getattr(cfg, field)!r}, --workdir "
+                    f"{first_path!r} has {getattr(first, field)!r}; accepted: work folders of one "
+                    f"{' and one '.join(fields)}, so that their replicas vote on the same digits"
+                )
+
+
+def read(paths: Sequence[str], which: str, fields: Sequence[str]) -> list[checkpoints.Saved]:
+    """Read the latest (or best) checkpoint of each work folder, first refusing folders whose
+    configs differ in `fields`."""
+    configs = [config.from_dict(checkpoints.read_config(path)["config"]) for path in paths]
+    check_alike(list(zip(paths, configs, strict=True)), fields)
+    return [checkpoints.load(path, which) for path in paths]
+
+
+def loader(data_dir: str | None) -> Loader:
+    """Return a function loading the splits of a config's run from `data_dir` (None: the run's
+    own folder), preprocessed its way; each (dataset, validation size, preprocessing, folder)
+    is loaded once."""
+
+    @functools.cache
+    def load(dataset: str, validation_size: int, preprocessing: str, folder: str | None):
+        return data.load(dataset, folder, validation_size, preprocessing)
+
+    return lambda cfg: load(
+        cfg.dataset, cfg.validation_size, cfg.preprocess, data_dir or cfg.data_dir
+    )
+
+
+def folder_data(path: str, saved: checkpoints.Saved, load: Loader) -> Dataset:
+    """Load the splits of the run saved in `path`; InputError unless its training split is the
+    run's."""
+    dataset = load(saved.cfg)
+    trained_on = saved.replicas.order.shape[-1]
+    if dataset.train_x.shape[0] != trained_on:
+        raise InputError(
+            f"--workdir {path!r}: the data has {dataset.train_x.shape[0]} training images, the "
+            f"run {trained_on}; give the run's --data_dir"
+        )
+    return dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+    """One work folder measured: its run, its data (preprocessed its way) and, per replica, the
+    right answers and class probabilities on validation and test, and whether it finished."""
+
+    path: str
+    saved: checkpoints.Saved
+    data: Dataset
+    val_correct: np.ndarray  # (replicas,)
+    test_correct: np.ndarray  # (replicas,)
+    val_probs: np.ndarray  # (replicas, validation images, classes)
+    test_probs: np.ndarray  # (replicas, test images, classes)
+    finished: np.ndarray  # (replicas,) bool: may enter a committee
+
+
+def measure(path: str, saved: checkpoints.Saved, dataset: Dataset) -> Folder:
+    """Measure every replica saved in `path` on `dataset` with `train.fit`'s programs on its
+    layout of replicas and data, so that the accuracies equal the recorded ones."""
+    cfg = saved.cfg
     where = parallel.placement(cfg, parallel.select_devices(cfg.devices))
-    replicas, data = jax.device_put(replicas, where.replicas), jax.device_put(data, where.whole)
-    val, test = train.evaluator(cfg, where)(replicas, data)
-    return np.asarray(val), np.asarray(test), train.probabilities(cfg, replicas, data.test_x)
+    replicas = jax.device_put(saved.replicas, where.replicas)
+    placed = jax.device_put(dataset, where.whole)
+    val, test = train.evaluator(cfg, where)(replicas, placed)
+    probs = [
+        np.asarray(train.probabilities(cfg, replicas, x)) for x in (placed.val_x, placed.test_x)
+    ]
+    finished = train.finished(saved.progress.diverged_at_step, np.concatenate(probs, axis=1))
+    return Folder(path, saved, dataset, np.asarray(val), np.asarray(test), *probs, finished)
+
+
+def equal_weights(val_probs: np.ndarray, val_y: np.ndarray, entered: np.ndarray) -> np.ndarray:
+    """Return 1/K for each of the K entered replicas, 0 for the others."""
+    del val_probs, val_y
+    return entered / entered.sum()
+
+
+def validation_weights(val_probs: np.ndarray, val_y: np.ndarray, entered: np.ndarray) -> np.ndarray:
+    """Return the non-negative weights of the entered replicas, summing to 1, that minimise the
+    committee's negative log-likelihood of the validation labels (SLSQP from equal weights)."""
+    if not len(val_y):
+        raise InputError(
+            "--weights=validation needs a validation split, and the runs have --validation_size "
+            "0; accepted: --weights=equal, or runs with a validation split"
+        )
+    chosen = np.flatnonzero(entered)
+    truth = np.asarray(val_probs, np.float64)[chosen][:, np.arange(len(val_y)), val_y]
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        mixed = np.maximum(w @ truth, TINY)
+        return -np.log(mixed).mean(), -(truth / mixed).mean(axis=1)
+
+    found = optimize.minimize(
+        loss,
+        np.full(len(chosen), 1 / len(chosen)),
+        jac=True,
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * len(chosen),
+        constraints={"type": "eq", "fun": lambda w: w.sum() - 1, "jac": np.ones_like},
+    )
+    weights = np.zeros(len(entered))
+    weights[chosen] = np.clip(found.x, 0.0, None) / np.clip(found.x, 0.0, None).sum()
+    return weights
+
+
+# How a committee weighs its members, from their validation outputs alone: (class probabilities
+# (replicas, images, classes), labels, which replicas entered) -> one weight per replica.
+WEIGHTS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "equal": equal_weights,
+    "validation": validation_weights,
+}
+
+
+def label(entered: int, replicas: int, folders: int) -> str:
+    """Return how a printout names a committee: one folder's is its run's ensemble."""
+    if folders == 1:
+        return train.ensemble_label(entered, replicas)
+    left_out = f" ({replicas - entered} of {replicas} left out)" if entered < replicas else ""
+    return f"committee of {entered} finished replicas from {folders} folders{left_out}"
+
+
+def check_entered(entered: np.ndarray, paths: Sequence[str]) -> None:
+    """Raise InputError naming the work folders when none of their replicas finished."""
+    if not entered.any():
+        raise InputError(
+            f"--workdir {', '.join(map(repr, paths))}: every replica diverged ({len(entered)} of "
+            f"{len(entered)}); there is no finished model to use"
+        )
 
 
 def committee(
-    cfg: Config,
-    replicas: train.Replica,
-    diverged_at_step: list[int | None],
-    x: np.ndarray,
-    source: str,
+    paths: Sequence[str], saved: Sequence[checkpoints.Saved], images: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the class probabilities of the flat images `x` averaged over the replicas that
-    finished, and which those are (a mask); InputError naming `source` when none did."""
-    probs = train.probabilities(cfg, replicas, x)
-    members = train.finished(diverged_at_step, probs)
-    if not members.any():
-        raise InputError(
-            f"{source}: every replica diverged ({len(members)} of {len(members)}); there is no "
-            "finished model to use"
-        )
-    return np.asarray(train.committee(probs, members)), members
+    """Return the class probabilities of the digits `images` (N, 28, 28) in [0, 1], each work
+    folder's replicas seeing them preprocessed its way, averaged over the finished replicas of
+    every folder, and which those are (a mask, folder after folder); InputError when none is."""
+    probs, finished = [], []
+    for run in saved:
+        x = preprocess.apply(run.cfg.preprocess, images).reshape(len(images), -1)
+        probs.append(np.asarray(train.probabilities(run.cfg, run.replicas, x)))
+        finished.append(train.finished(run.progress.diverged_at_step, probs[-1]))
+    entered = np.concatenate(finished)
+    check_entered(entered, paths)
+    return np.asarray(train.committee(np.concatenate(probs), entered)), entered
+
+
+@dataclasses.dataclass(frozen=True)
+class Committee:
+    """Work folders' finished replicas voting by their weighted averaged softmax."""
+
+    folders: list[Folder]
+    rule: str  # a name in WEIGHTS
+    weights: np.ndarray  # per replica, folder after folder; 0 for those left out
+    entered: np.ndarray  # per replica: whether it votes
+    val_probs: np.ndarray  # the committee's class probabilities on validation
+    test_probs: np.ndarray  # and on test
+    best: int  # the entered replica with the most right validation answers (the first of equals)
+
+
+def stacked(folders: Sequence[Folder], field: str) -> np.ndarray:
+    """Return a per-replica field of every folder, folder after folder."""
+    return np.concatenate([getattr(f, field) for f in folders])
+
+
+def check_same_labels(folders: Sequence[Folder]) -> None:
+    """Raise InputError unless every folder's validation and test labels are the first's."""
+    first = folders[0]
+    for folder in folders[1:]:
+        for split, called in (("val_y", "validation"), ("test_y", "test")):
+            if not np.array_equal(getattr(folder.data, split), getattr(first.data, split)):
+                raise InputError(
+                    f"--workdir {folder.path!r} was measured on other {called} labels than "
+                    f"--workdir {first.path!r}; accepted: work folders trained on the same data "
+                    "(give --data_dir)"
+                )
+
+
+def vote(folders: list[Folder], rule: str) -> Committee:
+    """Return the committee of the finished replicas of `folders`, weighted as `rule` (WEIGHTS)
+    says from the validation split alone; InputError when no replica finished."""
+    check_same_labels(folders)
+    entered = stacked(folders, "finished")
+    check_entered(entered, [f.path for f in folders])
+    val_probs = stacked(folders, "val_probs")
+    weights = WEIGHTS[rule](val_probs, np.asarray(folders[0].data.val_y), entered)
+    # Equal weights take the plain mean, so that one folder's committee is its recorded ensemble.
+    mixing = None if rule == "equal" else weights
+    probs = [
+        np.asarray(train.committee(p, entered, mixing))
+        for p in (val_probs, stacked(folders, "test_probs"))
+    ]
+    best = int(np.argmax(np.where(entered, stacked(folders, "val_correct"), -1)))
+    return Committee(folders, rule, weights, entered, *probs, best)
+
+
+def measure_all(paths: Sequence[str], which: str, load: Loader) -> list[Folder]:
+    """Measure the latest (or best) checkpoint of each work folder on its own data (`load`),
+    first refusing folders that do not share the test and validation splits."""
+    saved = read(paths, which, SAME_SPLITS)
+    return [measure(p, s, folder_data(p, s, load)) for p, s in zip(paths, saved, strict=True)]
+
+
+def right(probs: np.ndarray, labels: jax.Array) -> np.ndarray:
+    """Return which images the class probabilities `probs` (images, classes) classify right."""
+    return np.argmax(probs, axis=-1) == np.asarray(labels)
+
+
+def scores(c: Committee) -> dict:
+    """Return the committee's right answers and accuracy on validation and test, and how many
+    test digits it gets right that its best member misses and the reverse."""
+    split = c.folders[0].data
+    ours = right(c.test_probs, split.test_y)
+    theirs = right(stacked(c.folders, "test_probs")[c.best], split.test_y)
+    val_correct = int(right(c.val_probs, split.val_y).sum())
+    return {
+        "val_correct": val_correct,
+        "val_accuracy": accuracy(val_correct, len(split.val_y)),
+        "test_correct": int(ours.sum()),
+        "test_total": len(split.test_y),
+        "test_accuracy": accuracy(int(ours.sum()), len(split.test_y)),
+        "right_where_best_wrong": int((ours & ~theirs).sum()),
+        "wrong_where_best_right": int((theirs & ~ours).sum()),
+    }
+
+
+def accuracy(correct: int, total: int) -> float | None:
+    """Return an exact accuracy; None for an empty split."""
+    return correct / total if total else None
+
+
+def members(c: Committee) -> list[dict]:
+    """Return each replica of the committee's folders as its record lists it."""
+    listed = []
+    for f in c.folders:
+        val_total, test_total = len(f.data.val_y), len(f.data.test_y)
+        for r, seed in enumerate(f.saved.seeds):
+            listed.append(
+                {
+                    "folder": f.path,
+                    "seed": seed,
+                    "name": results.default_name(f.saved.cfg),
+                    "preprocess": f.saved.cfg.preprocess,
+                    "val_accuracy": accuracy(int(f.val_correct[r]), val_total),
+                    "test_accuracy": accuracy(int(f.test_correct[r]), test_total),
+                    "diverged_at_step": f.saved.progress.diverged_at_step[r],
+                }
+            )
+    for member, weight, entered in zip(listed, c.weights, c.entered, strict=True):
+        member.update(entered=bool(entered), weight=float(weight))
+    return listed
+
+
+def record(c: Committee, which: str, command: str) -> dict:
+    """Return the committee's record (one JSON line for `results.append`): its members (folder,
+    seed, name, preprocessing, accuracies, weight), how many entered and were left out, its own
+    accuracies and how it fares against its best member by validation accuracy."""
+    cfg = c.folders[0].saved.cfg
+    listed = members(c)
+    return {
+        "kind": "committee",
+        "command": command,
+        "checkpoint": which,
+        "dataset": cfg.dataset,
+        "validation_size": cfg.validation_size,
+        "weights": c.rule,
+        "folders": [f.path for f in c.folders],
+        "members": listed,
+        "entered": int(c.entered.sum()),
+        "left_out": int((~c.entered).sum()),
+        "diverged": sum(m["diverged_at_step"] is not None for m in listed),
+        "best_member": {key: listed[c.best][key] for key in ("folder", "seed")},
+        "best_by": "validation accuracy",
+        **scores(c),
+        **results.environment(),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }

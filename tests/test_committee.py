@@ -1,0 +1,239 @@
+"""Committees of saved models: work folders of any architecture and preprocessing voting by
+their averaged softmax (mlp_jax/uses/evaluation.py), their record and table, and
+experiments.evaluate and experiments.predict given several --workdir."""
+
+import dataclasses
+import json
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image, ImageDraw
+import pytest
+
+from mlp_jax.campaign import tables
+from mlp_jax.core import train
+from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
+from mlp_jax.store import checkpoints, runner
+from mlp_jax.uses import evaluation
+from tests.helpers import run_modules, save_diverged
+from tests.test_data import write_folder
+
+WIDE = Config(hidden=(16,), act="relu", batch_size=10, steps=20, eval_every=20, num_seeds=2)
+DEEP = Config(hidden=(8, 8), act="tanh", batch_size=10, steps=20, eval_every=20, seed=3)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tiny) -> list[str]:
+    """Two work folders of different architectures trained on `tiny`: two replicas, then one."""
+    root = tmp_path_factory.mktemp("committee")
+    for name, cfg in (("wide", WIDE), ("deep", DEEP)):
+        runner.train_and_record(cfg, tiny, str(root / "r.jsonl"), str(root / name))
+    return [str(root / "wide"), str(root / "deep")]
+
+
+def by_hand(path: str, x: jax.Array) -> list[np.ndarray]:
+    """Return the softmax of each replica saved in `path` on the flat images `x`."""
+    saved = checkpoints.load(path)
+    model = train.make_model(saved.cfg)
+    softmax = []
+    for r in range(saved.cfg.num_seeds):
+        variables = jax.tree.map(lambda p, r=r: p[r], saved.replicas.params)
+        softmax.append(np.asarray(jax.nn.softmax(model.apply(variables, x))))
+    return softmax
+
+
+def test_a_committee_of_two_architectures_averages_their_softmax(folders, tiny):
+    committee = evaluation.vote(
+        evaluation.measure_all(folders, "latest", lambda cfg: tiny), "equal"
+    )
+    every = [p for path in folders for p in by_hand(path, tiny.test_x)]
+    assert len(every) == 3 and not np.allclose(every[0], every[2])
+    np.testing.assert_allclose(committee.test_probs, np.mean(every, axis=0), rtol=1e-5, atol=1e-7)
+    record = evaluation.record(committee, "latest", "python -m experiments.evaluate")
+    right = np.argmax(np.mean(every, axis=0), axis=-1) == np.asarray(tiny.test_y)
+    assert record["test_correct"] == right.sum() and record["test_accuracy"] == right.mean()
+    assert [(m["folder"], m["seed"], m["name"]) for m in record["members"]] == [
+        (folders[0], 0, "mlp-16-relu"),
+        (folders[0], 1, "mlp-16-relu"),
+        (folders[1], 3, "mlp-8x8-tanh"),
+    ]
+    assert (record["entered"], record["left_out"], record["diverged"]) == (3, 0, 0)
+    assert [m["weight"] for m in record["members"]] == pytest.approx([1 / 3] * 3)
+    json.dumps(record, allow_nan=False)  # one JSON line for results.append
+    table = tables.committee_markdown(record, ["Command: `x`"])
+    assert "| **committee** | | 3 of 3 replicas from 2 folders | | equal |" in table
+    assert f"seed {record['best_member']['seed']}), the committee gets " in table
+
+
+def test_predict_with_two_work_folders_averages_both(folders, tiny):
+    saved = [checkpoints.load(path) for path in folders]
+    digits = np.asarray(tiny.test_x).reshape(-1, 28, 28)
+    probs, entered = evaluation.committee(folders, saved, digits)
+    every = [p for path in folders for p in by_hand(path, tiny.test_x)]
+    np.testing.assert_allclose(probs, np.mean(every, axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(entered, [True, True, True])
+    assert evaluation.label(3, 3, 2) == "committee of 3 finished replicas from 2 folders"
+
+
+def test_a_diverged_member_is_left_out_and_counted(folders, tiny, tmp_path):
+    broken = save_diverged(tmp_path / "broken", dataclasses.replace(WIDE, seed=7), [None, 9], tiny)
+    paths = [folders[1], broken]
+    committee = evaluation.vote(evaluation.measure_all(paths, "latest", lambda cfg: tiny), "equal")
+    np.testing.assert_array_equal(committee.entered, [True, True, False])
+    kept = [by_hand(folders[1], tiny.test_x)[0], by_hand(broken, tiny.test_x)[0]]
+    np.testing.assert_allclose(committee.test_probs, np.mean(kept, axis=0), rtol=1e-5, atol=1e-7)
+    record = evaluation.record(committee, "latest", "test")
+    assert (record["entered"], record["left_out"], record["diverged"]) == (2, 1, 1)
+    assert record["members"][2]["weight"] == 0 and record["members"][2]["test_accuracy"] is not None
+    assert (
+        evaluation.label(2, 3, 2)
+        == "committee of 2 finished replicas from 2 folders (1 of 3 left out)"
+    )
+    table = tables.committee_markdown(record, [])
+    assert "| mlp-16-relu (diverged at step 9, left out) |" in table
+    assert "1 replica left out (1 diverged)" in table
+
+
+def test_a_committee_refuses_folders_measured_on_other_labels(folders, tiny):
+    other = tiny.replace(test_y=(tiny.test_y + 1) % 10)
+    measured = evaluation.measure_all(
+        folders, "latest", lambda cfg: tiny if cfg.num_seeds == 2 else other
+    )
+    with pytest.raises(InputError) as refused:
+        evaluation.vote(measured, "equal")
+    assert str(refused.value) == (
+        f"--workdir {folders[1]!r} was measured on other test labels than --workdir "
+        f"{folders[0]!r}; accepted: work folders trained on the same data (give --data_dir)"
+    )
+
+
+def nll(weights: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
+    """Return the weighted committee's mean negative log-likelihood of `labels`."""
+    mixed = np.tensordot(weights, probs, axes=1)[np.arange(len(labels)), labels]
+    return float(-np.log(mixed).mean())
+
+
+def test_committee_weights_never_read_the_test_split(folders, tiny):
+    rng = np.random.default_rng(5)
+    garbage = tiny.replace(
+        test_x=jnp.asarray(rng.uniform(size=tiny.test_x.shape), jnp.float32),
+        test_y=jnp.asarray(rng.integers(0, 10, tiny.test_y.shape), jnp.int32),
+    )
+    measured = {
+        name: evaluation.measure_all(folders, "latest", lambda cfg, d=dataset: d)
+        for name, dataset in (("real", tiny), ("garbage", garbage))
+    }
+    chosen = {}
+    for rule in evaluation.WEIGHTS:
+        for name, folder_list in measured.items():
+            chosen[rule, name] = evaluation.vote(folder_list, rule).weights
+        np.testing.assert_array_equal(chosen[rule, "real"], chosen[rule, "garbage"])
+    weights = chosen["validation", "real"]
+    assert (weights >= 0).all() and weights.sum() == pytest.approx(1)
+    probs = np.concatenate([f.val_probs for f in measured["real"]]).astype(np.float64)
+    labels = np.asarray(tiny.val_y)
+    assert nll(weights, probs, labels) <= nll(np.full(3, 1 / 3), probs, labels) + 1e-9
+    assert nll(weights, probs, labels) < nll(np.eye(3)[np.argmin(weights)], probs, labels)
+
+
+def test_a_committee_refuses_work_folders_of_other_splits(tmp_path):
+    paths = {}
+    for name, cfg in (
+        ("a", WIDE),
+        ("b", dataclasses.replace(WIDE, validation_size=20)),
+        ("c", dataclasses.replace(WIDE, dataset="fashion_mnist")),
+    ):
+        paths[name] = str(tmp_path / name)
+        settings = checkpoints.Settings(paths[name], cfg, "test", {})
+        settings.write(40)  # config.json, no checkpoint
+        settings.close()
+    # Refused from the settings alone, before any checkpoint is read (there is none).
+    with pytest.raises(InputError) as refused:
+        evaluation.read([paths["a"], paths["b"]], "latest", evaluation.SAME_SPLITS)
+    assert str(refused.value) == (
+        f"--workdir {paths['b']!r} has validation_size 20, --workdir {paths['a']!r} has 5000; "
+        "accepted: work folders of one dataset and one validation_size, so that their replicas "
+        "vote on the same digits"
+    )
+    with pytest.raises(InputError, match=r"has dataset 'fashion_mnist', --workdir .* has 'mnist'"):
+        evaluation.read([paths["a"], paths["c"]], "latest", evaluation.SAME_CLASSES)
+    with pytest.raises(InputError, match="has no checkpoint yet"):  # predict: any validation size
+        evaluation.read([paths["a"], paths["b"]], "latest", evaluation.SAME_CLASSES)
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_take_several_work_folders(tmp_path):
+    data_dir = write_folder(tmp_path / "data", n_train=60, n_test=20)
+    common = ["--steps=20", "--eval_every=20", "--batch_size=10", "--validation_size=10"]
+    common += [f"--data_dir={data_dir}", f"--out={tmp_path / 'runs.jsonl'}"]
+    a, b, out, table = (str(tmp_path / name) for name in ("a", "b", "c.jsonl", "c.md"))
+    trained = run_modules(
+        [
+            "experiments.mlp",
+            "--hidden=16",
+            "--act=relu",
+            "--num_seeds=2",
+            f"--workdir={a}",
+            *common,
+        ],
+        ["experiments.mlp", "--hidden=8,8", "--act=tanh", f"--workdir={b}", *common],
+    )
+    assert [p.returncode for p in trained] == [0, 0], trained
+    image = tmp_path / "one.png"
+    picture = Image.new("L", (60, 80), 255)
+    ImageDraw.Draw(picture).line([(30, 10), (30, 70)], fill=0, width=6)
+    picture.save(image)
+    evaluate, predict = run_modules(
+        [
+            "experiments.evaluate",
+            f"--workdir={a}",
+            f"--workdir={b}",
+            "--weights=validation",
+            f"--data_dir={data_dir}",
+            f"--out={out}",
+            f"--table={table}",
+        ],
+        ["experiments.predict", f"--workdir={a}", f"--workdir={b}", str(image)],
+    )
+    assert evaluate.returncode == 0, evaluate.stderr
+    right = re.search(
+        r"^committee of 3 finished replicas from 2 folders: test_accuracy \S+ \((\d+)/20\)$",
+        evaluate.stdout,
+        re.M,
+    ).group(1)
+    assert (
+        len(
+            re.findall(
+                r"^seed \d: val_accuracy \S+ \(\d+/10\)  test_accuracy", evaluate.stdout, re.M
+            )
+        )
+        == 3
+    )
+    (record,) = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert record["test_correct"] == int(right) and record["folders"] == [a, b]
+    assert record["weights"] == "validation" and record["command"].startswith(
+        "python -m experiments.evaluate --workdir="
+    )
+    assert (
+        "| **committee** | | 3 of 3 replicas from 2 folders | | validation |"
+        in (tmp_path / "c.md").read_text()
+    )
+    assert predict.returncode == 0, predict.stderr
+    assert "committee of 3 finished replicas from 2 folders" in predict.stderr
+    assert re.fullmatch(
+        rf"{image}: (\d \(\d\.\d{{3}}\)  ){{2}}\d \(\d\.\d{{3}}\)\n", predict.stdout
+    )
+
+
+def test_validation_weights_go_to_the_member_that_knows_the_validation_labels():
+    labels = np.array([0, 1, 2, 0, 1])
+    knows = np.eye(3)[labels] * 0.9 + 0.1 / 3
+    guesses = np.full((5, 3), 1 / 3)
+    entered = np.array([True, True, False])
+    weights = evaluation.validation_weights(np.stack([guesses, knows, knows]), labels, entered)
+    assert weights[0] < 1e-3 and weights[1] == pytest.approx(1, abs=1e-3) and weights[2] == 0
+    with pytest.raises(InputError, match=r"^--weights=validation needs a validation split"):
+        evaluation.validation_weights(np.zeros((3, 0, 3)), np.zeros(0, int), entered)
