@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments import cli
 from mlp_jax.campaign import plots
-from mlp_jax.core import data, memory, parallel, train
+from mlp_jax.core import data, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import results, runner
@@ -107,7 +107,6 @@ def main(argv: list[str]) -> None:
     env = results.environment()
     print(f"platform: {env['platform']} device: {env['device']}")
     dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.preprocess)
-    memory.check_memory(cfg, dataset, parallel.select_devices(cfg.devices))
     total = cfg.total_steps(dataset.train_x.shape[0])
 
     def report(evaluation: train.Evaluation) -> None:

@@ -97,10 +97,18 @@ def differing_settings(saved: dict, cfg: Config) -> list[str]:
 
 
 def _write_json(path: str, value) -> None:
-    """Write `value` as indented JSON to `path`, atomically."""
+    """Write `value` as indented JSON to `path`, atomically and on the disk before it is named."""
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(json.dumps(value, indent=1) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
+
+
+def run_settings(cfg: Config, train_images: int) -> dict:
+    """Return what a run is trained under: its settings and the training split's size (which
+    shapes the replicas, for `load`)."""
+    return {"config": config.to_dict(cfg), "train_images": train_images}
 
 
 class Settings:
@@ -134,12 +142,11 @@ class Settings:
             )
 
     def write(self, train_images: int) -> None:
-        """Write config.json unless it is there: the settings, the training split's size (it
-        shapes the replicas, for `load`), the command line and the library versions."""
+        """Write config.json unless it is there: the run's settings (`run_settings`), the
+        command line and the library versions."""
         if not os.path.exists(self.config_path):
             settings = {
-                "config": config.to_dict(self.cfg),
-                "train_images": train_images,
+                **run_settings(self.cfg, train_images),
                 "command": self.command,
                 "versions": self.versions,
             }
@@ -192,7 +199,7 @@ class Checkpoints:
             force=True,
         )
         self.manager.wait_until_finished()
-        settings = {"config": config.to_dict(self.cfg), "train_images": replicas.order.shape[-1]}
+        settings = run_settings(self.cfg, replicas.order.shape[-1])
         write_digest(step_folder(self.manager, progress.step), settings)
 
     def close(self) -> None:
@@ -359,12 +366,7 @@ def write_digest(folder: str, settings: dict) -> None:
     settings = json.loads(json.dumps(settings))  # tuples as JSON gives them back
     files = _file_hashes(folder)
     digest = {"settings": settings, "files": files, "sha256": _seal(settings, files)}
-    path = os.path.join(folder, DIGEST_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(json.dumps(digest, indent=1) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
+    _write_json(os.path.join(folder, DIGEST_FILE), digest)
 
 
 def _read_digest(folder: str) -> dict:

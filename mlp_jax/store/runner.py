@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import jax
 
-from mlp_jax.core import train
+from mlp_jax.core import memory, parallel, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.data import Dataset
 from mlp_jax.store import checkpoints, results
@@ -80,9 +80,11 @@ def train_and_record(
     its records to `out` and the folder's results.jsonl, each file once.
 
     `on_eval` sees each evaluation (returning True stops training); `annotate(fit, records)`
-    adds a study's fields to the records before they are written. A multi-host run records
-    from its first process alone.
+    adds a study's fields to the records before they are written. A run that cannot fit in
+    memory, or whose records cannot be written, is refused before training. A multi-host run
+    records from its first process alone.
     """
+    memory.check_memory(cfg, data, parallel.select_devices(cfg.devices))
     recording = jax.process_index() == 0
     if recording:
         results.check_appendable(out)
