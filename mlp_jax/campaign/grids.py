@@ -154,6 +154,9 @@ BEST_CPU = {
     "epochs": "90",
     "eval_every": "4290",
 }
+# The long recipe: best_cpu trained for 300 epochs (about 25 minutes per seed here), chosen on the
+# validation split against best_cpu's 90 (results/selection/README.md).
+LONG_CPU = {**BEST_CPU, "epochs": "300", "eval_every": "8580"}
 BEST_GPU = {
     "hidden": "2500,2000,1500,1000,500",
     **RECIPE,
@@ -256,6 +259,19 @@ GRIDS: dict[str, tuple[Row, ...]] = {
     #   ./launch.sh best_cpu --seeds 5 --out results/best_cpu
     # Its accuracy and time, 5 seeds trained together: results/best_cpu/table.md.
     "best_cpu": (Row("best_cpu_2x1024_affine_elastic", BEST_CPU, None, "", ""),),
+    # committee_cpu: the long recipe, then four committee members that see the digits or the net
+    # differently (Meier et al. 2011: width-normalised digits), each best_cpu's recipe:
+    #   ./launch.sh committee_cpu --row 1 --seeds 3 --out results/committee_cpu
+    #   ./launch.sh committee_cpu --seeds 1 --out results/committee_cpu
+    # The committee of their work folders: results/committee_cpu/README.md.
+    "committee_cpu": (
+        Row("long_2x1024_affine_elastic", LONG_CPU),
+        *(
+            Row(f"width{n}_2x1024", {**BEST_CPU, "preprocess": f"width{n}"})
+            for n in (12, 16, 20)
+        ),
+        Row("3x800_affine_elastic", {**BEST_CPU, "hidden": "800,800,800"}),
+    ),
     # best_gpu: aimed at >= 99.6% (Ciresan et al. 2010 reached 99.65% with a 784-2500-2000-1500-
     # 1000-500-10 net and about 800 epochs of deformed digits). Not yet run on a GPU: 1,000 epochs
     # are 215,000 steps of batch 256 and about 4e15 FLOP of matrix products, so 4-8 minutes on one
