@@ -4,6 +4,7 @@ study is complete, and each finding quotes its table."""
 import collections
 import dataclasses
 import glob
+import json
 import os
 import re
 
@@ -15,7 +16,7 @@ from mlp_jax.store import results
 from tests.helpers import REPO
 
 RESULTS = os.path.join(REPO, "results")
-GRIDS = ("seed_table", "course_extras", "best_cpu")
+GRIDS = ("seed_table", "course_extras", "best_cpu", "committee_cpu")
 EXPORTS = ("table.md", "table.csv", "table.json", "table.tex", "table.png", "README.md")
 
 
@@ -34,6 +35,14 @@ def test_committed_grid_tables_are_their_records_exported(grid):
     committed = read(grid, "table.md")
     records = results.read(os.path.join(RESULTS, grid, "results.jsonl"))
     assert tables.to_markdown(tables.build(records, grid), header(committed)) == committed
+
+
+def test_committed_committee_tables_are_their_records_exported():
+    records = [json.loads(line) for line in read("committee_cpu", "committee.jsonl").splitlines()]
+    assert {record["weights"] for record in records} == {"equal", "validation"}
+    for record in records:
+        committed = read("committee_cpu", f"committee_{record['weights']}.md")
+        assert tables.committee_markdown(record, header(committed)) == committed
 
 
 def study_matrices(name: str) -> list[dict]:

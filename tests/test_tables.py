@@ -91,8 +91,7 @@ def test_every_row_of_every_grid_is_a_valid_run(name):
 
 
 def test_best_recipes_keep_a_validation_split_and_augment():
-    for name in ("best_cpu", "best_gpu"):
-        (row,) = grids.get(name)
+    for row in (*grids.get("best_cpu"), *grids.get("best_gpu"), *grids.get("committee_cpu")):
         cfg = cli.row_config(row, [])
         assert cfg.validation_size == 5000 and "elastic" in cfg.augment
 

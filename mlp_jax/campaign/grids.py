@@ -259,16 +259,18 @@ GRIDS: dict[str, tuple[Row, ...]] = {
     #   ./launch.sh best_cpu --seeds 5 --out results/best_cpu
     # Its accuracy and time, 5 seeds trained together: results/best_cpu/table.md.
     "best_cpu": (Row("best_cpu_2x1024_affine_elastic", BEST_CPU, None, "", ""),),
-    # committee_cpu: the long recipe, then four committee members that see the digits or the net
-    # differently (Meier et al. 2011: width-normalised digits), each best_cpu's recipe:
-    #   ./launch.sh committee_cpu --row 1 --seeds 3 --out results/committee_cpu
+    # committee_cpu: the long recipe, then seven committee members that see the digits or the net
+    # differently (Meier et al. 2011: digits width-normalised to 10-20 pixels), each best_cpu's
+    # recipe (the long recipe's seed 0 first: it was judged on validation before the rest ran):
+    #   ./launch.sh committee_cpu --row 1 --seeds 1 --out results/committee_cpu
     #   ./launch.sh committee_cpu --seeds 1 --out results/committee_cpu
+    #   ./launch.sh committee_cpu --row 1 --seeds 3 --out results/committee_cpu
     # The committee of their work folders: results/committee_cpu/README.md.
     "committee_cpu": (
         Row("long_2x1024_affine_elastic", LONG_CPU),
         *(
             Row(f"width{n}_2x1024", {**BEST_CPU, "preprocess": f"width{n}"})
-            for n in (12, 16, 20)
+            for n in (10, 12, 14, 16, 18, 20)
         ),
         Row("3x800_affine_elastic", {**BEST_CPU, "hidden": "800,800,800"}),
     ),

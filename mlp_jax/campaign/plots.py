@@ -45,9 +45,10 @@ def curves(history: list[dict], path: str, title: str = "") -> str:
 
 
 def misclassified(
-    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, path: str, count: int = 36
+    images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, path: str, count: int = 64
 ) -> str:
-    """Show the first `count` misclassified test digits with their true and predicted labels."""
+    """Show the first `count` misclassified test digits with their true and predicted labels
+    (every one of them for a net past 99.4%)."""
     wrong = np.flatnonzero(predicted != labels)[:count]
     side = max(1, int(np.ceil(np.sqrt(len(wrong)))))
     fig, axes = plt.subplots(side, side, figsize=(1.4 * side, 1.6 * side), squeeze=False)
@@ -57,8 +58,8 @@ def misclassified(
         ax.imshow(images[i].reshape(28, 28), cmap="gray_r")
         ax.set_title(f"{labels[i]} → {predicted[i]}", fontsize=9, color="C3")
     fig.suptitle(
-        f"{int((predicted != labels).sum())} of {len(labels)} test digits "
-        "misclassified (true → predicted)",
+        f"{int((predicted != labels).sum())} of {len(labels)} test digits misclassified, "
+        f"the first {len(wrong)} shown (true → predicted)",
         fontsize=10,
     )
     return _save(fig, path)
