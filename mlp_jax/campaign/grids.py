@@ -154,8 +154,8 @@ BEST_CPU = {
     "epochs": "90",
     "eval_every": "4290",
 }
-# The long recipe: best_cpu trained for 300 epochs (about 25 minutes per seed here), chosen on the
-# validation split against best_cpu's 90 (results/selection/README.md).
+# The long recipe: best_cpu trained for 300 epochs (21-26 minutes a seed here); on the validation
+# split it ties best_cpu's 90 (results/selection/README.md).
 LONG_CPU = {**BEST_CPU, "epochs": "300", "eval_every": "8580"}
 BEST_GPU = {
     "hidden": "2500,2000,1500,1000,500",
