@@ -191,23 +191,23 @@ def test_ensemble_column_shows_the_rows_ensemble_accuracy_in_every_format():
     together = [
         {**record("t1_01_softmax", seed, 0.90), "ensemble_test_accuracy": 0.93} for seed in (0, 1)
     ]
-    older = [record("t1_02_900_relu", 0, 0.95)]  # recorded before the field existed
-    apart = [  # three processes: two ensembles, one single replica
-        {**record("t1_04_625_441_relu6", 0, 0.98), "ensemble_test_accuracy": 0.98},
+    alone = [{**record("t1_02_900_relu", 0, 0.95), "replicas_trained_together": 1}]
+    apart = [  # seeds 0 and 1 in one process, seed 2 in another: no ensemble of all three
+        {**record("t1_04_625_441_relu6", 0, 0.98), "ensemble_test_accuracy": 0.99},
         {**record("t1_04_625_441_relu6", 1, 0.98), "ensemble_test_accuracy": 0.99},
-        {**record("t1_04_625_441_relu6", 2, 0.98), "ensemble_test_accuracy": None},
+        {**record("t1_04_625_441_relu6", 2, 0.98), "replicas_trained_together": 1},
     ]
-    lines = tables.build(together + older + apart, "seed_table")
-    assert [line["ensemble"] for line in lines] == [0.93, None, pytest.approx(0.985)]
+    lines = tables.build(together + alone + apart, "seed_table")
+    assert [line["ensemble"] for line in lines] == [0.93, None, None]
     column = tables.HEADERS.index("ensemble")
     md = [row.split(" | ") for row in tables.to_markdown(lines, []).splitlines() if " | " in row]
-    assert [row[column] for row in md] == ["ensemble", "0.9300", "—", "0.9850"]
+    assert [row[column] for row in md] == ["ensemble", "0.9300", "—", "—"]
     latex = [row.split(" & ") for row in tables.to_latex(lines, []).splitlines() if " & " in row]
-    assert [row[column] for row in latex] == ["ensemble", "0.9300", "--", "0.9850"]
+    assert [row[column] for row in latex] == ["ensemble", "0.9300", "--", "--"]
     rows = list(csv.DictReader(io.StringIO(tables.to_csv(lines, []))))
-    assert [r["ensemble"] for r in rows] == ["0.93", "", "0.985"]
+    assert [r["ensemble"] for r in rows] == ["0.93", "", ""]
     rows = json.loads(tables.to_json(lines, []))["rows"]
-    assert [r["ensemble"] for r in rows] == [0.93, None, pytest.approx(0.985)]
+    assert [r["ensemble"] for r in rows] == [0.93, None, None]
 
 
 def test_figures_are_written(tmp_path):

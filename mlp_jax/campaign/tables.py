@@ -92,11 +92,11 @@ def _group(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 
 def _ensemble(runs: list[dict]) -> float | None:
-    """Return the ensemble test accuracy of a row's runs, None where no process trained several."""
-    # Records of one process share one value; a row recorded by several processes shows the mean
-    # of their distinct values (the value itself when they agree). Older records lack the field.
-    values = {r.get("ensemble_test_accuracy") for r in runs} - {None}
-    return sum(values) / len(values) if values else None
+    """Return the ensemble test accuracy of a row's runs: None unless one process trained all of
+    its seeds together (the ensemble of some of a row's seeds is not the row's)."""
+    values = {r.get("ensemble_test_accuracy") for r in runs}
+    together = {r["replicas_trained_together"] for r in runs}
+    return values.pop() if len(values) == 1 and together == {len(runs)} else None
 
 
 def confidence_interval(values: list[float]) -> tuple[float, float] | None:
