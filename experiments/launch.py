@@ -47,7 +47,7 @@ HELP = ("-h", "--help", "--helpshort", "--helpfull")
 
 flags.DEFINE_multi_string("axis", [], f"A study's axis: {grids.AXIS_FORMAT}; repeat per axis.")
 flags.DEFINE_integer("seeds", 1, "Seeds per row (0..N-1).", lower_bound=1)
-flags.DEFINE_integer("jobs", 1, "Rows trained at a time, each in its own process.")
+flags.DEFINE_integer("jobs", 1, "Rows trained at a time, each in its own process.", lower_bound=1)
 flags.DEFINE_string("out", None, "Output folder (default runs/NAME).")
 flags.DEFINE_string("row", "", "Only this row: its 1-based number or its name.")
 flags.DEFINE_boolean("list", False, "Print one command per row (every seed); train nothing.")
@@ -101,8 +101,6 @@ def export_table(grid: str, out: str, extra: list[str], command: str, wall: floa
 def main(argv: list[str], names: list[str], extra: list[str], command: str) -> None:
     del argv  # split_arguments left no words for absl
     grid = names[-1]
-    if FLAGS.jobs < 1:
-        raise InputError(f"--jobs '{FLAGS.jobs}' must be a positive integer")
     launcher.refuse_launch_flags(extra)
     rows = tuple(
         launcher.Row(r.name, (*r.args(), *extra), dataclasses.asdict(cli.row_config(r, extra)))

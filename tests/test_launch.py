@@ -193,7 +193,7 @@ BAD_INPUT = [
     (["seed_table", "--", "--act=relu7"], "unknown --act 'relu7'"),
     (["seed_table", "--", "--stepz=5"], "Unknown command line flag 'stepz'"),
     (["seed_table", "--seedz", "5"], "unknown launch.sh option '--seedz'"),
-    (["seed_table", "--jobs", "0"], "--jobs '0' must be a positive integer"),
+    (["seed_table", "--jobs", "0"], "flag --jobs=0: 0 is not a positive integer"),
     (["study", "mine", "--axis", "actx=relu"], "'actx' is not a flag a study can vary"),
     (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
     (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),

@@ -49,7 +49,8 @@ def misclassified(
 ) -> str:
     """Show the first `count` misclassified test digits with their true and predicted labels
     (every one of them for a net past 99.4%)."""
-    wrong = np.flatnonzero(predicted != labels)[:count]
+    errors = np.flatnonzero(predicted != labels)
+    wrong = errors[:count]
     side = max(1, int(np.ceil(np.sqrt(len(wrong)))))
     fig, axes = plt.subplots(side, side, figsize=(1.4 * side, 1.6 * side), squeeze=False)
     for ax in axes.flat:
@@ -58,7 +59,7 @@ def misclassified(
         ax.imshow(images[i].reshape(28, 28), cmap="gray_r")
         ax.set_title(f"{labels[i]} → {predicted[i]}", fontsize=9, color="C3")
     fig.suptitle(
-        f"{int((predicted != labels).sum())} of {len(labels)} test digits misclassified, "
+        f"{len(errors)} of {len(labels)} test digits misclassified, "
         f"the first {len(wrong)} shown (true → predicted)",
         fontsize=10,
     )
