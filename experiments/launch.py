@@ -3,6 +3,7 @@ this module; see mlp_jax/campaign/launcher.py for the scheduling and the output 
 
     ./launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...] [--seeds N] [--jobs J] [--out DIR]
         [--list] [--row K] [-- flags for every run]
+    ./launch.sh search NAME [options of experiments.search] [-- flags for every trial]
 
 A relaunch trains only the (row, seed, settings) runs not yet in DIR/results.jsonl (default
 runs/NAME): more --seeds add seeds, other flags after `--` add the runs of those flags, and a
@@ -118,6 +119,8 @@ def main(argv: list[str], names: list[str], extra: list[str], command: str) -> N
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
+    if arguments[:1] == ["search"]:  # a search has its own entry point
+        os.execv(sys.executable, [sys.executable, "-m", "experiments.search", *arguments[1:]])
     if set(HELP) & set(arguments[: arguments.index("--") if "--" in arguments else None]):
         print(f"{__doc__}\n{FLAGS.main_module_help()}")
         sys.exit(0)

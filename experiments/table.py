@@ -8,6 +8,7 @@ value of each row. For a study (named, or typed with the `--axis` flags), the ta
 first two axes, with confidence intervals and Welch's tests, and the chart is a heatmap. With a
 grid or study named, only the records of its settings (with the flags after `--` that launched
 it) count. Every number comes from the run records; diverged runs are counted, not averaged.
+The records of a search (experiments.search) make a table of its trials instead, one line each.
 """
 
 import dataclasses
@@ -55,9 +56,12 @@ def main(argv: list[str]) -> None:
         raise InputError("--axis needs --grid, the study's name; accepted: --grid=NAME --axis=...")
     if FLAGS.out:
         cli.check_writable(os.path.dirname(os.path.abspath(FLAGS.out)), "out", FLAGS.out)
-    records = results.read(FLAGS.results, tables.FIELDS)
+    searched = [r for r in results.read(FLAGS.results) if "trial" in r]
+    records = searched or results.read(FLAGS.results, tables.FIELDS)
     study = grids.study(FLAGS.grid, FLAGS.axis, extra) if FLAGS.grid else None
-    if study:
+    if searched:  # a search's trials: its figures are Optuna's, written by the search
+        table, formats = tables.trials(searched), tables.TRIAL_FORMATS
+    elif study:
         configs = {r.name: dataclasses.asdict(cli.row_config(r, extra)) for r in study.rows()}
         table, formats = tables.pivot(records, study, configs), tables.STUDY_FORMATS
     else:
@@ -66,7 +70,9 @@ def main(argv: list[str]) -> None:
         records = tables.of_settings(records, configs)
         table, formats = tables.build(records, FLAGS.grid), tables.FORMATS
     top = tables.provenance(
-        FLAGS.command or f"results of {FLAGS.results}", records, FLAGS.wall_seconds
+        FLAGS.command or f"results of {FLAGS.results}",
+        [r for r in records if "platform" in r],  # not a failed trial's
+        FLAGS.wall_seconds,
     )
     if not FLAGS.out:
         for form in FLAGS.format:
@@ -77,8 +83,9 @@ def main(argv: list[str]) -> None:
         results.write_text(f"{stem}.{tables.EXTENSIONS[form]}", formats[form](table, top))
         for form in FLAGS.format
     ]
-    chart = plots.study_heatmap if study else plots.table_chart
-    written.append(chart(table, stem + ".png", FLAGS.grid or os.path.basename(FLAGS.results)))
+    if not searched:
+        chart = plots.study_heatmap if study else plots.table_chart
+        written.append(chart(table, stem + ".png", FLAGS.grid or os.path.basename(FLAGS.results)))
     print("wrote", " ".join(written))
 
 

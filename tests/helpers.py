@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlp_jax.core import train
+from mlp_jax.core import data, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.data import Dataset
 from mlp_jax.store import checkpoints
@@ -137,4 +137,32 @@ def save_diverged(folder, cfg: Config, diverged: list[int | None], dataset: Data
     workdir.restore(replicas)  # writes config.json
     workdir.save(replicas, progress)
     workdir.close()
+    return str(folder)
+
+
+def write_digits(folder, n_train: int, n_test: int, seed: int = 0, noise_test: bool = False) -> str:
+    """Write a learnable stand-in for MNIST as four raw IDX files in `folder`: class c lights
+    rows 2c..2c+2 of a noisy image (with `noise_test`, the test split is pure noise); return the
+    folder."""
+    rng = np.random.default_rng(seed)
+
+    def split(n: int, noise: bool) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 100, (n, 28, 28))
+        if not noise:
+            for i, c in enumerate(labels):
+                images[i, 2 * c : 2 * c + 3] += 150
+        return images, labels
+
+    os.makedirs(folder, exist_ok=True)
+    parts = {"train": split(n_train, False), "test": split(n_test, noise_test)}
+    for key, stem in data.IDX_FILES.items():
+        which, kind = key.split("_")
+        array, magic = (
+            (parts[which][0], data.IMAGE_MAGIC)
+            if kind == "images"
+            else (parts[which][1], data.LABEL_MAGIC)
+        )
+        with open(os.path.join(folder, stem), "wb") as f:
+            f.write(idx_bytes(array, magic))
     return str(folder)

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import re
 
+from mlp_jax.campaign.space import Space, parse_param
 from mlp_jax.core import activations, config
 from mlp_jax.core.errors import InputError
 
@@ -322,6 +323,30 @@ STUDIES: dict[str, Study] = {
             Axis("lr", ("0.001", "0.003", "0.01", "0.03", "0.1", "0.3", "1")),
         ),
         {"hidden": "625,441", "act": "relu6", "steps": "5000"},
+    ),
+}
+
+# Searches: named spaces of `launch.sh search NAME` (mlp_jax/campaign/space.py says how a
+# parameter is written; --param adds or overrides one).
+SPACES: dict[str, Space] = {
+    # The studies' lessons searched at once, under their protocol (1,000,000 training examples a
+    # trial: --examples=1000000): results/search/README.md.
+    "mlp": Space(
+        tuple(
+            parse_param(text)
+            for text in (
+                "hidden=layers:1:3:64:1024",
+                "act=cat:relu,relu6,elu,gelu,swish,tanh",
+                "optimizer=cat:sgd,momentum,nesterov",
+                "lr=float:0.003:1:log",
+                "momentum=float:0.5:0.99@optimizer=momentum|nesterov",
+                "batch_size=int:32:512:log",
+                "dropout=float:0:0.5",
+                "weight_init=cat:normal,he_normal,glorot_uniform",
+                "init_scale=float:0.001:0.1:log@weight_init=normal",
+                "schedule=cat:constant,cosine,warmup_cosine,onecycle",
+            )
+        )
     ),
 }
 

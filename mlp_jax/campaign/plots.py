@@ -1,5 +1,6 @@
 """Figures (matplotlib, Agg): training curves, misclassified digits, confusion matrix, tables."""
 
+import functools
 import os
 
 import matplotlib
@@ -335,3 +336,34 @@ def throughput_sweep(sweeps: dict[str, dict], path: str) -> str:
         ax.legend()
     fig.suptitle("mlp_jax training throughput")
     return _save(fig, path)
+
+
+def search_figures(study, folder: str) -> list[str]:
+    """Write Optuna's figures of a search's study (optimisation history, intermediate values,
+    parameter importances, parallel coordinates) to `folder`; return those written (a figure
+    the study cannot show yet, such as importances before two complete trials, is skipped)."""
+    import warnings
+
+    import optuna
+    from optuna.visualization import matplotlib as figures
+
+    importances = functools.partial(
+        figures.plot_param_importances, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+    )
+    plotters = {
+        "history": figures.plot_optimization_history,
+        "intermediate_values": figures.plot_intermediate_values,
+        "importances": importances,
+        "parallel_coordinates": figures.plot_parallel_coordinate,
+    }
+    written = []
+    for name, plot in plotters.items():
+        with warnings.catch_warnings():  # Optuna calls its matplotlib figures experimental
+            warnings.simplefilter("ignore")
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue
+        figure = np.ravel(axes)[0].figure
+        written.append(_save(figure, os.path.join(folder, f"{name}.png")))
+    return written

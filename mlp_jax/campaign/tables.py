@@ -512,3 +512,123 @@ def committee_markdown(record: dict, header: list[str]) -> str:
         f"({record['diverged']} diverged).",
     ]
     return "\n".join(out) + "\n"
+
+
+# A search's table: one line per trial, in trial order.
+TRIAL_COLUMNS = ("trial", "state", "steps", "examples", "val_accuracy", "train_seconds")
+
+
+def _trial_state(record: dict) -> str:
+    """Return a trial's state as its table says it: `pruned at step 3000`, `complete`, ..."""
+    if record["trial_state"] == "pruned":
+        return f"pruned at step {record['pruned_at_step']}"
+    return record["trial_state"]
+
+
+def trials(records: list[dict]) -> list[dict]:
+    """Return one line per trial of a search's records (its last record), by trial number, the
+    best complete trial by validation accuracy marked `best`."""
+    last = {r["trial"]: r for r in records}
+    lines = [
+        {
+            "trial": number,
+            "state": _trial_state(r),
+            "steps": r.get("steps"),
+            "examples": r.get("examples"),
+            "val_accuracy": r.get("val_accuracy"),
+            "train_seconds": r.get("train_seconds"),
+            "params": r["params"],
+            "best": False,
+        }
+        for number, r in sorted(last.items())
+    ]
+    complete = [line for line in lines if line["state"] == "complete"]
+    if complete:
+        max(complete, key=lambda line: line["val_accuracy"])["best"] = True
+    return lines
+
+
+def _flags(lines: list[dict]) -> list[str]:
+    """Return every flag some trial drew, in the order first drawn."""
+    return list(dict.fromkeys(flag for line in lines for flag in line["params"]))
+
+
+def _trial_cells(line: dict, flags: list[str]) -> list[str]:
+    def number(x, form):
+        return "—" if x is None else format(x, form)
+
+    value = number(line["val_accuracy"], ".4f") + (f" {BEST}" if line["best"] else "")
+    return [
+        str(line["trial"]),
+        line["state"],
+        number(line["steps"], "d"),
+        number(line["examples"], ","),
+        value,
+        number(line["train_seconds"], ".1f"),
+        *(_drawn(line["params"].get(flag, "—")) for flag in flags),
+    ]
+
+
+def _drawn(value: str) -> str:
+    """Return a drawn value as a table shows it: a float to 4 significant digits."""
+    try:
+        return value if "." not in value else f"{float(value):.4g}"
+    except ValueError:
+        return value
+
+
+def trials_footer(lines: list[dict]) -> str:
+    """Return the count of trials by state and the training examples they saw."""
+    states = [line["state"].split(" ")[0] for line in lines]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+    examples = sum(line["examples"] or 0 for line in lines)
+    return (
+        f"{len(lines)} trials ({counts}); {examples:,} training examples in all. Validation "
+        f"accuracy at the trial's last evaluation (at pruning for a pruned one); {BEST}: the best "
+        "complete trial. The test split was never read."
+    )
+
+
+def trials_markdown(lines: list[dict], header: list[str]) -> str:
+    """Render a search's trials as markdown, `header` lines above, the counts below."""
+    flags = _flags(lines)
+    heads = [*TRIAL_COLUMNS, *flags]
+    out = [*header, "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    out += ["| " + " | ".join(_trial_cells(line, flags)) + " |" for line in lines]
+    return "\n".join([*out, "", trials_footer(lines)]) + "\n"
+
+
+def trials_csv(lines: list[dict], header: list[str]) -> str:
+    """Render a search's trials as CSV with the raw numbers, a column per flag drawn."""
+    del header
+    flags = _flags(lines)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*TRIAL_COLUMNS, "best", *flags])
+    writer.writeheader()
+    for line in lines:
+        writer.writerow({**{k: line[k] for k in (*TRIAL_COLUMNS, "best")}, **line["params"]})
+    return buffer.getvalue()
+
+
+def trials_json(lines: list[dict], header: list[str]) -> str:
+    """Render a search's trials as JSON: the header lines, the trials and their counts."""
+    return json.dumps({"header": header, "trials": lines, "footer": trials_footer(lines)}, indent=1)
+
+
+def trials_latex(lines: list[dict], header: list[str]) -> str:
+    """Render a search's trials as a LaTeX tabular, header lines and counts as comments."""
+    flags = _flags(lines)
+    heads = [*TRIAL_COLUMNS, *flags]
+    out = [f"% {h}" for h in header] + [f"% {trials_footer(lines)}"]
+    out += [r"\begin{tabular}{" + "l" * len(heads) + "}", r"\hline"]
+    out += [" & ".join(_tex(h) for h in heads) + r" \\", r"\hline"]
+    out += [" & ".join(_tex(c) for c in _trial_cells(line, flags)) + r" \\" for line in lines]
+    return "\n".join([*out, r"\hline", r"\end{tabular}"]) + "\n"
+
+
+TRIAL_FORMATS = {
+    "md": trials_markdown,
+    "csv": trials_csv,
+    "json": trials_json,
+    "latex": trials_latex,
+}

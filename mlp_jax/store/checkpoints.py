@@ -65,6 +65,7 @@ DIGEST_FILE = "digest.json"
 # Settings a resumed run may change: they move no number the run computes.
 RESUMABLE = config.fields_with("label", "placement")
 WHICH = ("latest", "best")
+HPARAM_METRICS = ("val_accuracy", "test_accuracy", "train_loss")  # a record's, beside its settings
 
 
 def _is_key(leaf) -> bool:
@@ -228,9 +229,25 @@ class EventLog:
         for r, seed in enumerate(train.replica_seeds(self.cfg)):
             writer = self._writer(seed, step)
             for key in ("train_loss", "val_accuracy", "test_accuracy"):
-                writer.add_scalar(key, float(getattr(evaluation, key)[r]), step)
+                value = float(getattr(evaluation, key)[r])
+                if np.isfinite(value):  # not a diverged replica's, nor a search's absent test
+                    writer.add_scalar(key, value, step)
             for key in ("learning_rate", "steps_per_sec"):
                 writer.add_scalar(key, getattr(evaluation, key), step)
+            writer.flush()
+
+    def hparams(self, records: list[dict]) -> None:
+        """Write each replica's settings and final metrics as TensorBoard HParams, so that the
+        HParams tab compares the runs of a campaign (`tensorboard --logdir OUT/work`)."""
+        for record in records:
+            settings = {
+                key: value if isinstance(value, bool | int | float | str) else json.dumps(value)
+                for key, value in record["config"].items()
+            }
+            metrics = {key: record[key] for key in HPARAM_METRICS if record.get(key) is not None}
+            writer = self._writer(record["seed"], record["steps"])
+            for summary in tensorboardX.summary.hparams(settings, metrics):
+                writer.file_writer.add_summary(summary)
             writer.flush()
 
     def close(self) -> None:

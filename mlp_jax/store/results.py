@@ -18,6 +18,8 @@ seconds_to_target, train_seconds_to_target):
     val_accuracy               float | null: final validation accuracy; null if diverged
     train_loss                 float | null: mean loss over the last evaluation interval
     steps                      int: training steps
+    resumed_from_step          int: the step this process started from (0: from scratch; more:
+                               resumed from its work folder's checkpoint)
     diverged                   bool: whether the loss became NaN or infinite
     diverged_at_step           int | null: the first step whose loss was not finite
     n_params                   int: parameters of one replica
@@ -69,6 +71,7 @@ RECORD_FIELDS = (
     "val_accuracy",
     "train_loss",
     "steps",
+    "resumed_from_step",
     "diverged",
     "diverged_at_step",
     "n_params",
@@ -126,6 +129,7 @@ def run_records(
         "dataset": dataset,
         "data_digest": dict(data_digest) or None,
         "steps": result.steps,
+        "resumed_from_step": result.steps - result.trained_steps,
         "ensemble_test_accuracy": result.ensemble_test_accuracy,
         "ensemble_members": result.ensemble_members,
         "n_params": result.n_params,

@@ -93,5 +93,7 @@ def train_and_record(
         records = results.run_records(cfg, fit, cfg.dataset, data.digest)
         if annotate:
             annotate(fit, records)
+        if folder:
+            folder.events.hparams(records)
         new = record(records, out, folder) if recording else True
     return Recorded(fit, records, new)
