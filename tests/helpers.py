@@ -104,6 +104,11 @@ def idx_bytes(array: np.ndarray, magic: int) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
+def release_digest(release: str) -> tuple[tuple[str, str], ...]:
+    """Return the digest (`Dataset.digest`) that an IDX folder of a known release is read with."""
+    return tuple((data.IDX_FILES[key], md5s[0]) for key, md5s in data.KNOWN_MD5[release].items())
+
+
 def assert_trees_close(a, b, **tolerance) -> None:
     """Assert two parameter trees have the same structure and nearly equal leaves."""
     assert jax.tree.structure(a) == jax.tree.structure(b)
@@ -133,7 +138,7 @@ def save_diverged(folder, cfg: Config, diverged: list[int | None], dataset: Data
     fit = train.fit(cfg, dataset)
     replicas = diverge(fit.replicas, diverged)
     progress = train.Progress(fit.steps, diverged, [[] for _ in diverged], fit.history)
-    workdir = checkpoints.Workdir(str(folder), cfg, "test", {})
+    workdir = checkpoints.Workdir(str(folder), cfg, "test", {}, dataset.digest)
     workdir.restore(replicas)  # writes config.json
     workdir.save(replicas, progress)
     workdir.close()

@@ -22,8 +22,8 @@ from tensorboardX.proto import event_pb2
 from mlp_jax.core import train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
-from mlp_jax.store import checkpoints
-from tests.helpers import REPO, assert_trees_close, needs_cpu, run_module
+from mlp_jax.store import checkpoints, runner
+from tests.helpers import REPO, assert_trees_close, needs_cpu, release_digest, run_module
 
 TINY = Config(
     hidden=(8,), act="tanh", batch_size=10, steps=60, eval_every=10, num_seeds=2, keep_checkpoints=2
@@ -34,13 +34,13 @@ def assert_same_replicas(a, b) -> None:
     assert_trees_close(checkpoints.storable(a), checkpoints.storable(b), rtol=0, atol=0)
 
 
-def open_workdir(path, cfg=TINY) -> checkpoints.Workdir:
-    return checkpoints.Workdir(str(path), cfg, "test", {"jax": jax.__version__})
+def open_workdir(path, cfg=TINY, data_digest=()) -> checkpoints.Workdir:
+    return checkpoints.Workdir(str(path), cfg, "test", {"jax": jax.__version__}, data_digest)
 
 
 def fit_into(path, data, cfg=TINY, stop_at=None) -> train.FitResult:
     """Train `cfg` with the work folder `path`, stopping after step `stop_at` if given."""
-    workdir = open_workdir(path, cfg)
+    workdir = open_workdir(path, cfg, data.digest)
     try:
 
         def on_eval(evaluation):
@@ -134,6 +134,9 @@ def test_every_checkpoint_damaged_is_one_error_line(tmp_path, trained, mnist_dir
     folder = copy_of(trained, tmp_path)
     for step in os.listdir(os.path.join(folder, "checkpoints")):
         garble(os.path.join(folder, "checkpoints", step))
+    settings = json.loads(pathlib.Path(folder, "config.json").read_text())
+    settings["data_digest"] = dict(release_digest("mnist")) if mnist_dir else None  # the data here
+    pathlib.Path(folder, "config.json").write_text(json.dumps(settings))
     tiny_flags = [
         f"--{k}={v}" for k, v in dataclasses.asdict(TINY).items() if k != "hidden" and v is not None
     ]
@@ -274,6 +277,78 @@ def test_load_gives_the_trained_replicas(trained):
     assert_same_replicas(saved.replicas, fit.replicas)
     settings = json.loads(pathlib.Path(folder, "config.json").read_text())
     assert settings["train_images"] == 40 and settings["command"] == "test"
+
+
+def test_checkpoints_between_evaluations_are_kept_as_the_flag_says(tmp_path, tiny):
+    """--checkpoint_every 5 under --eval_every 10: the latest 2 and the best, no more."""
+    fit = fit_into(tmp_path, tiny, dataclasses.replace(TINY, checkpoint_every=5))
+    kept = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+    means = {h["step"]: np.mean(h["val_accuracy"]) for h in fit.history}
+    assert kept == sorted({55, 60, max(means, key=lambda s: (means[s], -s))})
+
+
+def test_resuming_on_other_data_is_refused_naming_both(tmp_path, tiny):
+    """An MNIST run stopped at step 20 and started again on Fashion-MNIST's files."""
+    mnist, fashion = (tiny.replace(digest=release_digest(r)) for r in ("mnist", "fashion_mnist"))
+    out, folder = str(tmp_path / "r.jsonl"), str(tmp_path / "w")
+    runner.train_and_record(TINY, mnist, out, folder, on_eval=lambda e: e.step >= 20)
+    refusal = (
+        rf"^--workdir {re.escape(repr(folder))} was trained on other data: "
+        r"train-images-idx3-ubyte md5 6bbc9ace898e44ae57da46a324031adb \(mnist's\) in the run, "
+        r"[0-9a-f]{32} \(fashion_mnist's\) here; accepted: the data it was trained on"
+    )
+    with pytest.raises(InputError, match=refusal):
+        runner.train_and_record(TINY, fashion, out, folder)
+    os.remove(os.path.join(folder, "config.json"))  # the checkpoints' digests know the data too
+    with pytest.raises(InputError, match=refusal):
+        runner.train_and_record(TINY, fashion, out, folder)
+    assert runner.train_and_record(TINY, mnist, out, folder).fit.trained_steps == 40
+
+
+def test_a_folder_made_before_runs_kept_their_data_is_not_checked(tmp_path, tiny, trained):
+    folder = copy_of(trained, tmp_path)
+    path = pathlib.Path(folder, "config.json")
+    settings = json.loads(path.read_text())
+    settings.pop("data_digest", None)
+    path.write_text(json.dumps(settings))
+    other = tiny.replace(digest=release_digest("mnist"))
+    assert runner.train_and_record(TINY, other, str(tmp_path / "r.jsonl"), folder).fit.steps == 60
+
+
+def test_a_config_json_contradicting_the_checkpoints_is_refused_deleting_nothing(
+    tmp_path, tiny, trained
+):
+    """Hidden 4 written over a hidden 8 run: the settings do not match the saved shapes."""
+    folder = copy_of(trained, tmp_path)
+    path = pathlib.Path(folder, "config.json")
+    settings = json.loads(path.read_text())
+    settings["config"]["hidden"] = [4]
+    path.write_text(json.dumps(settings))
+    before = sorted(os.listdir(os.path.join(folder, "checkpoints")))
+    refusal = (
+        rf"^--workdir {re.escape(repr(folder))}: the settings do not match the saved shapes of "
+        r"checkpoint 60, saved under --hidden \[8\] \(here \[4\]\)"
+    )
+    with warnings.catch_warnings():  # one error line: no warning of damage either
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=refusal):
+            checkpoints.load(folder)
+        with pytest.raises(InputError, match=refusal):
+            fit_into(folder, tiny, dataclasses.replace(TINY, hidden=(4,)))
+    assert sorted(os.listdir(os.path.join(folder, "checkpoints"))) == before
+
+
+def test_a_refused_run_writes_no_settings(tmp_path, tiny, trained):
+    """config.json and every digest deleted: a rerun under --lr 0.1 is refused, and the folder
+    stays as it was, so the original command is refused for the same reason, not for its lr."""
+    folder = copy_of(trained, tmp_path)
+    os.remove(os.path.join(folder, "config.json"))
+    for step in os.listdir(os.path.join(folder, "checkpoints")):
+        os.remove(os.path.join(folder, "checkpoints", step, checkpoints.DIGEST_FILE))
+    for cfg in (dataclasses.replace(TINY, lr=0.1), TINY):
+        with pytest.raises(InputError, match="no usable checkpoint: all 3 damaged"):
+            fit_into(folder, tiny, cfg)
+        assert not os.path.exists(os.path.join(folder, "config.json"))
 
 
 def read_events(folder) -> dict[str, list[tuple[int, float]]]:

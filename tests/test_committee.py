@@ -18,7 +18,7 @@ from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints, runner
 from mlp_jax.uses import evaluation
-from tests.helpers import run_modules, save_diverged
+from tests.helpers import release_digest, run_modules, save_diverged
 from tests.test_data import write_folder
 
 WIDE = Config(hidden=(16,), act="relu", batch_size=10, steps=20, eval_every=20, num_seeds=2)
@@ -110,6 +110,34 @@ def test_a_committee_refuses_folders_measured_on_other_labels(folders, tiny):
     )
 
 
+def test_evaluating_or_voting_on_other_data_is_refused_naming_both(tmp_path, tiny):
+    """An MNIST folder measured on Fashion-MNIST's files, and a committee of an MNIST and a
+    Fashion-MNIST folder (evaluated or predicting): refused, before any checkpoint is read."""
+    mnist, fashion = (tiny.replace(digest=release_digest(r)) for r in ("mnist", "fashion_mnist"))
+    out, a, b = (str(tmp_path / name) for name in ("r.jsonl", "a", "b"))
+    runner.train_and_record(WIDE, mnist, out, a)
+    runner.train_and_record(DEEP, fashion, out, b)
+    trained = r"train-images-idx3-ubyte md5 6bbc9ace898e44ae57da46a324031adb \(mnist's\)"
+    with pytest.raises(InputError) as refused:
+        evaluation.measure_all([a], "latest", lambda cfg: fashion)
+    assert re.match(
+        rf"--workdir {re.escape(repr(a))} was trained on other data: {trained} in the run, "
+        r"[0-9a-f]{32} \(fashion_mnist's\) here; accepted: the data it was trained on",
+        str(refused.value),
+    )
+    for fields in (evaluation.SAME_SPLITS, evaluation.SAME_CLASSES):
+        with pytest.raises(InputError) as refused:
+            evaluation.read([a, b], "latest", fields)
+        assert re.match(
+            rf"--workdir {re.escape(repr(b))} was trained on other data than --workdir "
+            rf"{re.escape(repr(a))}: train-images-idx3-ubyte md5 [0-9a-f]{{32}} "
+            r"\(fashion_mnist's\) in the run, 6bbc9ace898e44ae57da46a324031adb \(mnist's\) "
+            "there; accepted: work folders trained on the same data",
+            str(refused.value),
+        )
+    assert evaluation.measure_all([a], "latest", lambda cfg: mnist)[0].saved.progress.step == 20
+
+
 def nll(weights: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
     """Return the weighted committee's mean negative log-likelihood of `labels`."""
     mixed = np.tensordot(weights, probs, axes=1)[np.arange(len(labels)), labels]
@@ -147,7 +175,7 @@ def test_a_committee_refuses_work_folders_of_other_splits(tmp_path):
         ("c", dataclasses.replace(WIDE, dataset="fashion_mnist")),
     ):
         paths[name] = str(tmp_path / name)
-        settings = checkpoints.Settings(paths[name], cfg, "test", {})
+        settings = checkpoints.Settings(paths[name], cfg, "test", {}, ())
         settings.write(40)  # config.json, no checkpoint
         settings.close()
     # Refused from the settings alone, before any checkpoint is read (there is none).

@@ -148,6 +148,20 @@ def test_a_dataset_that_the_digest_contradicts_is_refused(tmp_path, monkeypatch,
     assert data.load("fashion_mnist", folder, 2).name == "fashion_mnist"
 
 
+def test_a_recompressed_fashion_mnist_is_refused_as_mnist(tmp_path, monkeypatch):
+    """Linux distributions recompress the releases: other .gz bytes, the original files inside.
+    Here the training images' uncompressed bytes pass for Fashion-MNIST's (md5 as published)."""
+    folder = write_folder(tmp_path)
+    with gzip.open(os.path.join(folder, "train-images-idx3-ubyte.gz"), "rb") as f:
+        ours = data.md5(f.read())
+    fashion, md5 = "f4a8712d7a061bf5bd6d2ca38dc4d50a", data.md5
+    monkeypatch.setattr(data, "md5", lambda raw: fashion if md5(raw) == ours else md5(raw))
+    with pytest.raises(
+        InputError, match=rf"train-images-idx3-ubyte is fashion_mnist's \(md5 {fashion}"
+    ):
+        data.load("mnist", folder, 2)
+
+
 def test_tfds_offline_says_how_to_use_local_files(monkeypatch, tmp_path):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(data, "_reachable", lambda: False)

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import os
+import pathlib
 import re
 
 import jax.numpy as jnp
@@ -10,13 +12,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 import pytest
 
+from experiments import cli
 from mlp_jax.campaign import plots
 from mlp_jax.core import data, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
-from mlp_jax.store import checkpoints
+from mlp_jax.store import checkpoints, runner
 from mlp_jax.uses import evaluation
-from tests.helpers import diverge, run_module, run_ok, save_diverged
+from tests.helpers import diverge, idx_bytes, run_module, run_modules, run_ok, save_diverged
 from tests.test_data import write_folder
 
 
@@ -152,3 +155,93 @@ def test_evaluate_and_predict_leave_out_diverged_replicas(tmp_path):
         f"error: --workdir {every!r}: every replica diverged (3 of 3); there is no finished "
         "model to use"
     ]
+
+
+def digit_image(path) -> str:
+    """Draw a one on light paper at `path`."""
+    picture = Image.new("L", (60, 80), 255)
+    ImageDraw.Draw(picture).line([(30, 10), (30, 70)], fill=0, width=6)
+    picture.save(path)
+    return str(path)
+
+
+def small_run(tmp_path, data_dir: str, workdir: str, *extra: str) -> list[str]:
+    """Return the flags of a 20-step run of experiments.mlp on `data_dir` into `workdir`."""
+    return [
+        "experiments.mlp",
+        "--hidden=16",
+        "--steps=20",
+        "--eval_every=10",
+        "--batch_size=10",
+        "--validation_size=10",
+        f"--data_dir={data_dir}",
+        f"--workdir={workdir}",
+        f"--out={tmp_path / 'runs.jsonl'}",
+        *extra,
+    ]
+
+
+def train_as_mlp(args: list[str]) -> None:
+    """Train in process the run that `python -m experiments.mlp ARGS` trains and records."""
+    paths = {"--workdir": None, "--out": None}
+    for arg in args:
+        paths.update({flag: arg.split("=", 1)[1] for flag in paths if arg.startswith(flag)})
+    cfg = cli.config_from_args([arg for arg in args if arg.split("=")[0] not in paths])
+    dataset = data.load(cfg.dataset, cfg.data_dir, cfg.validation_size, cfg.preprocess)
+    runner.train_and_record(cfg, dataset, paths["--out"], paths["--workdir"])
+
+
+@pytest.mark.slow
+def test_a_run_on_other_data_files_is_refused_by_every_entry_point(tmp_path):
+    """Resuming, evaluating and a committee's prediction on other files of the same layout."""
+    ours = write_folder(tmp_path / "ours", n_train=60, n_test=20)
+    images = np.random.default_rng(9).integers(0, 256, (60, 28, 28))
+    theirs = write_folder(
+        tmp_path / "theirs", 60, 20, train_images=idx_bytes(images, data.IMAGE_MAGIC)
+    )
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    train_as_mlp(small_run(tmp_path, ours, a)[1:])
+    train_as_mlp(small_run(tmp_path, theirs, b)[1:])
+    refused = run_modules(
+        small_run(tmp_path, theirs, a),
+        ["experiments.evaluate", f"--workdir={a}", f"--data_dir={theirs}"],
+        [
+            "experiments.predict",
+            f"--workdir={a}",
+            f"--workdir={b}",
+            digit_image(tmp_path / "1.png"),
+        ],
+    )
+    for proc, whose in zip(refused, [a, a, b], strict=True):
+        assert (proc.returncode, proc.stdout.count("accuracy")) == (2, 0), proc.stderr
+        assert re.fullmatch(
+            rf"error: --workdir {re.escape(repr(whose))} was trained on other data[^\n]*"
+            r"train-images-idx3-ubyte md5 [0-9a-f]{32} in the run, [0-9a-f]{32} [^\n]*\n",
+            proc.stderr,
+        ), proc.stderr
+
+
+@pytest.mark.slow
+def test_a_config_json_contradicting_the_checkpoints_is_one_line_for_every_entry_point(tmp_path):
+    """Hidden 8 written over a hidden 16 run: one line, exit 2, no Orbax tracebacks after it,
+    every checkpoint left."""
+    ours = write_folder(tmp_path / "data", n_train=60, n_test=20)
+    folder = str(tmp_path / "w")
+    train_as_mlp(small_run(tmp_path, ours, folder)[1:])
+    path = pathlib.Path(folder, "config.json")
+    settings = json.loads(path.read_text())
+    settings["config"]["hidden"] = [8]
+    path.write_text(json.dumps(settings))
+    kept = sorted(os.listdir(os.path.join(folder, "checkpoints")))
+    for proc in run_modules(
+        ["experiments.evaluate", f"--workdir={folder}"],
+        ["experiments.predict", f"--workdir={folder}", digit_image(tmp_path / "1.png")],
+        small_run(tmp_path, ours, folder, "--hidden=8"),
+    ):
+        assert proc.returncode == 2, proc.stderr
+        assert re.fullmatch(
+            rf"error: --workdir {re.escape(repr(folder))}: the settings do not match the saved "
+            r"shapes of checkpoint 20, saved under --hidden \[16\] \(here \[8\]\)[^\n]*\n",
+            proc.stderr,
+        ), proc.stderr[-3000:]
+    assert sorted(os.listdir(os.path.join(folder, "checkpoints"))) == kept

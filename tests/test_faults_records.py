@@ -30,7 +30,7 @@ def finished_records(time: str = "first") -> list[dict]:
 
 @pytest.fixture
 def workdir(tmp_path):
-    folder = checkpoints.Workdir(str(tmp_path / "work"), CFG, "cmd", {})
+    folder = checkpoints.Workdir(str(tmp_path / "work"), CFG, "cmd", {}, ())
     yield folder
     folder.close()
 

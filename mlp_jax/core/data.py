@@ -21,9 +21,11 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 IMAGE_SHAPE, NUM_CLASSES = (28, 28), 10
-# The md5s each file of the known releases is known by: of the uncompressed file, of the .gz as
-# distributed. The .gz ones are torchvision's (datasets/mnist.py); MNIST's uncompressed ones are
-# those of ../shared/datasets/README.md.
+# The md5s each file of the known releases is known by: of the uncompressed file, then of the .gz
+# as distributed (a recompressed .gz, as Linux distributions ship, is known by the first). The .gz
+# ones are torchvision's (datasets/mnist.py); MNIST's uncompressed ones are those of
+# ../shared/datasets/README.md, Fashion-MNIST's those torchvision-style loaders check after
+# extracting (`raw_data`). KMNIST's uncompressed md5s are not published: its .gz alone.
 KNOWN_MD5 = {
     "mnist": {
         "train_images": ("6bbc9ace898e44ae57da46a324031adb", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
@@ -32,10 +34,10 @@ KNOWN_MD5 = {
         "test_labels": ("27ae3e4e09519cfbb04c329615203637", "ec29112dd5afa0611ce80d1b7f02629c"),
     },
     "fashion_mnist": {
-        "train_images": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",),
-        "train_labels": ("25c81989df183df01b3e8a0aad5dffbe",),
-        "test_images": ("bef4ecab320f06d8554ea6380940ec79",),
-        "test_labels": ("bb300cfdad3c16e7a12a480ee83cd310",),
+        "train_images": ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        "train_labels": ("9018921c3c673c538a1fc5bad174d6f9", "25c81989df183df01b3e8a0aad5dffbe"),
+        "test_images": ("8181f5470baa50b63fa0f6fddb340f0a", "bef4ecab320f06d8554ea6380940ec79"),
+        "test_labels": ("15d484375f8d13e6eb1aabb0c3f46965", "bb300cfdad3c16e7a12a480ee83cd310"),
     },
     "kmnist": {
         "train_images": ("bdb82020997e1d708af4cf47b453dcf7",),
@@ -143,6 +145,14 @@ def check_release(dataset: str, folder: str, md5s: dict[str, tuple[str, ...]]) -
                     f"{IDX_FILES[key]} is {release}'s (md5 {known_by[0]}); accepted: "
                     f"--dataset={release}, or a folder of {dataset}"
                 )
+
+
+def known_md5(file: str, checksum: str) -> str:
+    """Return the md5 `checksum` of IDX `file` followed by the known release whose it is, if any:
+    `6bbc... (mnist's)`."""
+    key = next(k for k, stem in IDX_FILES.items() if stem == file)
+    releases = [r for r, files in KNOWN_MD5.items() if checksum in files[key]]
+    return checksum + "".join(f" ({release}'s)" for release in releases)
 
 
 def digest(md5s: dict[str, tuple[str, ...]]) -> tuple[tuple[str, str], ...]:

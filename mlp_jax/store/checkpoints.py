@@ -1,8 +1,9 @@
 """The work folder of a run: its settings, Orbax checkpoints of every replica's whole training
 state, TensorBoard event files and records, written by one process at a time.
 
-    DIR/config.json       every setting, the training split's size, the command line and the
-                          library versions
+    DIR/config.json       every setting, the training split's size, the data's digest (each IDX
+                          file's md5; null through TFDS), the command line and the library
+                          versions, written once the run is accepted
     DIR/checkpoints/N/    the state after step N: replicas (parameters, optimiser state, weight
                           average, epoch order, keys) and progress (step, history, divergence)
     DIR/checkpoints/N/digest.json   written last: the SHA-256 of every other file of the
@@ -24,12 +25,15 @@ loading a saved model (evaluate, predict) deletes nothing. With every checkpoint
 training and loading stop with one error line (exit code 2): delete the folder to start afresh.
 
 A checkpoint is written at each evaluation (and every --checkpoint_every steps); the latest
---keep_checkpoints and the best by mean validation accuracy are kept. Resuming is exact: the same
-command with the same folder continues from its last checkpoint and, on the CPU, ends with the
-parameters and records (timings aside) of a run never interrupted, even after kill -9. A folder
-whose run has other settings is refused with one line naming them (the checkpoints' digests still
-know them if config.json is deleted); so is a second process on the folder. A finished run
-started again trains nothing, and records nothing unless its records did not reach --out
+--keep_checkpoints and the best evaluated by mean validation accuracy are kept, no other.
+Resuming is exact: the same command with the same folder continues from its last checkpoint and,
+on the CPU, ends with the parameters and records (timings aside) of a run never interrupted, even
+after kill -9. A folder whose run has other settings or other data files (their digest) is
+refused with one line naming both (the checkpoints' digests still know them if config.json is
+deleted; a folder made before runs kept their data's digest is not checked for it); so is a
+second process on the folder, and a config.json that contradicts the checkpoints' sealed settings
+(their shapes would not match), deleting nothing. A refused run writes no config.json. A finished
+run started again trains nothing, and records nothing unless its records did not reach --out
 (DIR/recorded.json lists the files they reached): then it appends them now. The TensorBoard
 events hold each replica's train loss, validation and test accuracy, learning rate and steps/s at
 every evaluation, and the settings as text (`tensorboard --logdir runs/` shows a grid's runs side
@@ -54,7 +58,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 import tensorboardX
 
-from mlp_jax.core import config, memory, train
+from mlp_jax.core import config, data, memory, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.data import IMAGE_SHAPE, Dataset
 from mlp_jax.core.errors import InputError
@@ -106,18 +110,62 @@ def _write_json(path: str, value) -> None:
     os.replace(path + ".tmp", path)
 
 
-def run_settings(cfg: Config, train_images: int) -> dict:
-    """Return what a run is trained under: its settings and the training split's size (which
-    shapes the replicas, for `load`)."""
-    return {"config": config.to_dict(cfg), "train_images": train_images}
+def run_settings(cfg: Config, train_images: int, data_digest: tuple[tuple[str, str], ...]) -> dict:
+    """Return what a run is trained under: its settings, the training split's size (which shapes
+    the replicas, for `load`) and its data's digest (`Dataset.digest`; null through TFDS)."""
+    return {
+        "config": config.to_dict(cfg),
+        "train_images": train_images,
+        "data_digest": dict(data_digest) or None,
+    }
+
+
+def _data_md5(digest: dict | None, file: str) -> str:
+    """Return how data of digest `digest` are known by IDX `file`: its md5 and release, or TFDS."""
+    if digest is None:
+        return "read through TFDS"
+    return "md5 " + data.known_md5(file, digest[file]) if file in digest else "missing"
+
+
+def data_difference(trained: dict | None, other: dict | None, where: str) -> str:
+    """Return the first IDX file whose md5 differs between a run's data and `other` data (`where`
+    says whose): `FILE md5 A (mnist's) in the run, B (fashion_mnist's) here`."""
+    files = list(trained or other or {})
+    file = next(f for f in files if (trained or {}).get(f) != (other or {}).get(f))
+    given = _data_md5(other, file).removeprefix("md5 ")
+    return f"{file} {_data_md5(trained, file)} in the run, {given} {where}"
+
+
+def check_data(path: str, settings: dict, data_digest: tuple[tuple[str, str], ...]) -> None:
+    """Raise InputError naming both unless `data_digest` (`Dataset.digest`) is the digest of the
+    data the run of work folder `path` was trained on, as its `settings` (`run_settings`) keep
+    it; a folder made before runs kept their data's digest is not checked."""
+    if "data_digest" not in settings or settings["data_digest"] == (dict(data_digest) or None):
+        return
+    source = settings["config"].get("data_dir")
+    raise InputError(
+        f"--workdir {path!r} was trained on other data: "
+        f"{data_difference(settings['data_digest'], dict(data_digest) or None, 'here')}; "
+        "accepted: the data it was trained on"
+        + (f" (--data_dir={source})" if source else "")
+        + ", or another --workdir"
+    )
 
 
 class Settings:
     """A work folder's lock and settings: one process at a time, and a run only under the
     settings of the run the folder holds, which config.json keeps."""
 
-    def __init__(self, path: str, cfg: Config, command: str, versions: dict):
+    def __init__(
+        self,
+        path: str,
+        cfg: Config,
+        command: str,
+        versions: dict,
+        data_digest: tuple[tuple[str, str], ...],
+    ):
         self.cfg, self.command, self.versions = cfg, command, versions
+        self.data_digest = data_digest
         try:
             os.makedirs(path, exist_ok=True)
             self._lock = open(os.path.join(path, ".lock"), "a")  # noqa: SIM115 - held till exit
@@ -131,23 +179,24 @@ class Settings:
                 "folder"
             ) from None
         self.config_path = os.path.join(path, CONFIG_FILE)
-        if os.path.exists(self.config_path):
-            saved = read_config(path)["config"]
-        else:  # config.json deleted: the checkpoints still know their settings
-            saved = recorded_settings(path)
-        differ = differing_settings(saved, cfg) if saved else []
+        # Without config.json (deleted), the checkpoints still know their settings.
+        exists = os.path.exists(self.config_path)
+        saved = read_config(path) if exists else recorded_settings(path)
+        differ = differing_settings(saved["config"], cfg) if saved else []
         if differ:
             raise InputError(
                 f"--workdir {path!r} holds a run with other settings: {', '.join(differ)}; "
                 "use those settings to resume it, or another --workdir"
             )
+        if saved:
+            check_data(path, saved, data_digest)
 
     def write(self, train_images: int) -> None:
         """Write config.json unless it is there: the run's settings (`run_settings`), the
         command line and the library versions."""
         if not os.path.exists(self.config_path):
             settings = {
-                **run_settings(self.cfg, train_images),
+                **run_settings(self.cfg, train_images, self.data_digest),
                 "command": self.command,
                 "versions": self.versions,
             }
@@ -174,13 +223,13 @@ def progress_from_json(saved: dict) -> train.Progress:
 class Checkpoints:
     """A work folder's Orbax checkpoints of the whole training state, each sealed by a digest."""
 
-    def __init__(self, path: str, cfg: Config):
-        self.path, self.cfg = path, cfg
+    def __init__(self, path: str, cfg: Config, data_digest: tuple[tuple[str, str], ...]):
+        self.path, self.cfg, self.data_digest = path, cfg, data_digest
         self.manager = manager(path, cfg.keep_checkpoints)
 
     def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
         """Return the last usable checkpoint's replicas and progress, or None for a new run."""
-        return restore(self.manager, fresh, self.path, owner=True)
+        return restore(self.manager, fresh, self.cfg, self.path, owner=True)
 
     def save(self, replicas: train.Replica, progress: train.Progress) -> None:
         """Save a checkpoint of `replicas` and `progress` at `progress.step`, once the disk has
@@ -200,7 +249,7 @@ class Checkpoints:
             force=True,
         )
         self.manager.wait_until_finished()
-        settings = run_settings(self.cfg, replicas.order.shape[-1])
+        settings = run_settings(self.cfg, replicas.order.shape[-1], self.data_digest)
         write_digest(step_folder(self.manager, progress.step), settings)
 
     def close(self) -> None:
@@ -260,17 +309,27 @@ class Workdir:
     """A run's work folder, locked for this process: its settings, checkpoints, event log and
     records; a `train.Store` for `train.fit`."""
 
-    def __init__(self, path: str, cfg: Config, command: str, versions: dict):
+    def __init__(
+        self,
+        path: str,
+        cfg: Config,
+        command: str,
+        versions: dict,
+        data_digest: tuple[tuple[str, str], ...],
+    ):
+        """Open the work folder `path` for a run of `cfg` on data of digest `data_digest`
+        (`Dataset.digest`), started by `command` with the library `versions`."""
         self.path = path
-        self.settings = Settings(path, cfg, command, versions)
-        self.checkpoints = Checkpoints(path, cfg)
+        self.settings = Settings(path, cfg, command, versions, data_digest)
+        self.checkpoints = Checkpoints(path, cfg, data_digest)
         self.events = EventLog(path, cfg)
 
     def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
-        """Return the last usable checkpoint's replicas and progress, or None for a new run
-        (whose config.json is then written)."""
+        """Return the last usable checkpoint's replicas and progress, or None for a new run;
+        config.json is written after, once the run is accepted (a refused run changes nothing)."""
+        restored = self.checkpoints.restore(fresh)
         self.settings.write(fresh.order.shape[-1])
-        return self.checkpoints.restore(fresh)
+        return restored
 
     def save(self, replicas: train.Replica, progress: train.Progress) -> None:
         """Save a checkpoint of `replicas` and `progress`."""
@@ -341,7 +400,10 @@ def manager(path: str, keep: int = 3) -> ocp.CheckpointManager:
     policy = preservation_policy.AnyPreservationPolicy(
         [
             preservation_policy.LatestN(keep),
-            preservation_policy.BestN(get_metric_fn=_metric, n=1),
+            # A checkpoint between evaluations has no metrics: LatestN alone keeps it.
+            preservation_policy.BestN(
+                get_metric_fn=_metric, n=1, keep_checkpoints_without_metrics=False
+            ),
         ]
     )
     options = ocp.CheckpointManagerOptions(
@@ -421,13 +483,13 @@ def why_damaged(folder: str) -> str | None:
 
 
 def recorded_settings(path: str) -> dict | None:
-    """Return the settings recorded by the latest checkpoint of work folder `path` with a sealed
-    digest, or None when it has none."""
+    """Return the settings (`run_settings`) recorded by the latest checkpoint of work folder
+    `path` with a sealed digest, or None when it has none."""
     folder = os.path.join(path, "checkpoints")
     steps = [int(s) for s in os.listdir(folder) if s.isdigit()] if os.path.isdir(folder) else []
     for step in sorted(steps, reverse=True):
         with contextlib.suppress(ValueError):
-            return _read_digest(os.path.join(folder, str(step)))["settings"]["config"]
+            return _read_digest(os.path.join(folder, str(step)))["settings"]
     return None
 
 
@@ -443,16 +505,39 @@ def _restore_step(mgr: ocp.CheckpointManager, step: int, fresh: train.Replica):
     return _typed(restored.state, fresh), progress_from_json(restored.progress)
 
 
-def _first_usable(mgr: ocp.CheckpointManager, steps: list[int], fresh: train.Replica):
+def saved_under_other_settings(folder: str, cfg: Config, train_images: int) -> list[str]:
+    """Return each setting (and the training split's size) that the sealed checkpoint `folder`
+    was saved under where it differs from `cfg`'s run on `train_images` training images."""
+    saved = _read_digest(folder)["settings"]
+    # A setting newer than the checkpoint takes its default, as `load` reads config.json.
+    differ = differing_settings({**config.to_dict(Config()), **saved["config"]}, cfg)
+    if saved["train_images"] != train_images:
+        differ.append(f"{saved['train_images']} training images (here {train_images})")
+    return differ
+
+
+def _first_usable(
+    mgr: ocp.CheckpointManager, steps: list[int], fresh: train.Replica, cfg: Config, path: str
+):
     """Return the first of `steps` that is undamaged and readable, its replicas and progress
-    (None when none is), and why each step before it was skipped."""
+    (None when none is), and why each step before it was skipped. A checkpoint saved under
+    other settings than `cfg`'s is intact, but Orbax would fail to read it into `fresh`'s
+    shapes (with many lines of tracebacks from its threads): InputError."""
     skipped = {}
     for step in steps:
-        why = why_damaged(step_folder(mgr, step))
+        folder = step_folder(mgr, step)
+        why = why_damaged(folder)
         if why is None:
+            differ = saved_under_other_settings(folder, cfg, fresh.order.shape[-1])
+            if differ:
+                raise InputError(
+                    f"--workdir {path!r}: the settings do not match the saved shapes of "
+                    f"checkpoint {step}, saved under {', '.join(differ)}; give the settings it "
+                    "was trained under (config.json may have been overwritten)"
+                )
             try:
                 return step, _restore_step(mgr, step, fresh), skipped
-            except Exception as e:  # Orbax or a shape: any reader error
+            except Exception as e:  # Orbax: any reader error
                 why = f"unreadable ({type(e).__name__})"
         skipped[step] = why
     return None, None, skipped
@@ -461,17 +546,19 @@ def _first_usable(mgr: ocp.CheckpointManager, steps: list[int], fresh: train.Rep
 def restore(
     mgr: ocp.CheckpointManager,
     fresh: train.Replica,
+    cfg: Config,
     path: str,
     which: str = "latest",
     owner: bool = False,
 ) -> tuple[train.Replica, train.Progress] | None:
-    """Restore the latest (or best) checkpoint shaped like `fresh`; fall back to earlier ones,
-    with one warning, when it is damaged; None when there is none. The `owner` of the folder
-    (a run training into it) deletes the damaged checkpoints, half-deleted ones included."""
+    """Restore the latest (or best) checkpoint of `cfg`'s run, shaped like `fresh`; fall back to
+    earlier ones, with one warning, when it is damaged; None when there is none. The `owner` of
+    the folder (a run training into it) deletes the damaged checkpoints, half-deleted ones
+    included."""
     steps = sorted(mgr.all_steps(), reverse=True)
     if which == "best" and mgr.best_step() is not None:
         steps = [mgr.best_step()] + [s for s in steps if s != mgr.best_step()]
-    step, restored, skipped = _first_usable(mgr, steps, fresh)
+    step, restored, skipped = _first_usable(mgr, steps, fresh, cfg, path)
     if step is None and steps:
         fresh_start = "; delete the folder to train from scratch" if owner else ""
         reasons = ", ".join(f"{s}: {why}" for s, why in skipped.items())
@@ -503,6 +590,7 @@ class Saved:
     replicas: train.Replica
     progress: train.Progress
     seeds: list[int]
+    settings: dict = dataclasses.field(default_factory=dict)  # config.json: `check_data` reads it
 
 
 def read_config(path: str) -> dict:
@@ -532,12 +620,13 @@ def load(path: str, which: str = "latest") -> Saved:
     cfg = config.from_dict(settings["config"])
     mgr = manager(path)  # read-only mode would log two warnings; loading saves nothing
     try:
-        restored = restore(mgr, abstract_replicas(cfg, settings["train_images"]), path, which)
+        fresh = abstract_replicas(cfg, settings["train_images"])
+        restored = restore(mgr, fresh, cfg, path, which)
     finally:
         mgr.close()
     if restored is None:
         raise InputError(f"--workdir {path!r} has no checkpoint yet")
-    return Saved(cfg, restored[0], restored[1], train.replica_seeds(cfg))
+    return Saved(cfg, restored[0], restored[1], train.replica_seeds(cfg), settings)
 
 
 def abstract_replicas(cfg: Config, num_train: int) -> train.Replica:

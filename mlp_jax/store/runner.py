@@ -18,14 +18,15 @@ from mlp_jax.store import checkpoints, results
 
 @contextlib.contextmanager
 def work_folder(
-    path: str | None, cfg: Config, command: str
+    path: str | None, cfg: Config, command: str, data: Dataset
 ) -> Iterator[checkpoints.Workdir | None]:
-    """Yield the locked work folder at `path` for a run of `cfg` started by `command` (None
-    without a path), and close it after."""
+    """Yield the locked work folder at `path` for a run of `cfg` on `data` started by `command`
+    (None without a path), and close it after."""
     if not path:
         yield None
         return
-    workdir = checkpoints.Workdir(path, cfg, command, results.environment()["versions"])
+    versions = results.environment()["versions"]
+    workdir = checkpoints.Workdir(path, cfg, command, versions, data.digest)
     try:
         yield workdir
     finally:
@@ -88,7 +89,7 @@ def train_and_record(
     recording = jax.process_index() == 0
     if recording:
         results.check_appendable(out)
-    with work_folder(workdir, cfg, command) as folder:
+    with work_folder(workdir, cfg, command, data) as folder:
         fit = fit_in(cfg, data, folder, on_eval)
         records = results.run_records(cfg, fit, cfg.dataset, data.digest)
         if annotate:

@@ -446,7 +446,9 @@ def checkpoint_cost(cfg: Config, data: Dataset, repeats: int) -> dict:
         for kind in ("without", "with") if r % 2 == 0 else ("with", "without"):
             with (
                 tempfile.TemporaryDirectory() as folder,
-                runner.work_folder(folder if kind == "with" else None, cfg, "bench") as workdir,
+                runner.work_folder(
+                    folder if kind == "with" else None, cfg, "bench", data
+                ) as workdir,
             ):
                 tic = time.perf_counter()
                 fit = runner.fit_in(cfg, data, workdir)

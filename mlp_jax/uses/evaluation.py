@@ -7,7 +7,8 @@ committee of one folder is that run's ensemble. A replica that diverged, or whos
 probabilities are not all finite, is left out and counted. The weights (WEIGHTS) are equal, the
 plain mean as training's ensemble takes it, or chosen on the validation split: never on the test
 split. Members must share the test and validation splits: one dataset, one validation size (each
-member's images are preprocessed its own way).
+member's images are preprocessed its own way), and have been trained on the data they are
+measured on, by its digest (a folder made before runs kept it is not checked).
 """
 
 from collections.abc import Callable, Sequence
@@ -44,11 +45,26 @@ def check_alike(configs: Sequence[tuple[str, Config]], fields: Sequence[str]) ->
                 )
 
 
+def check_same_data(folders: Sequence[tuple[str, dict]]) -> None:
+    """Raise InputError naming both unless every work folder's run was trained on the data of
+    the first that kept its data's digest (`checkpoints.run_settings`)."""
+    kept = [(path, s["data_digest"]) for path, s in folders if "data_digest" in s]
+    for path, digest in kept[1:]:
+        if digest != kept[0][1]:
+            raise InputError(
+                f"--workdir {path!r} was trained on other data than --workdir {kept[0][0]!r}: "
+                f"{checkpoints.data_difference(digest, kept[0][1], 'there')}; accepted: work "
+                "folders trained on the same data"
+            )
+
+
 def read(paths: Sequence[str], which: str, fields: Sequence[str]) -> list[checkpoints.Saved]:
     """Read the latest (or best) checkpoint of each work folder, first refusing folders whose
-    configs differ in `fields`."""
-    configs = [config.from_dict(checkpoints.read_config(path)["config"]) for path in paths]
+    configs differ in `fields` or that were trained on other data."""
+    settings = [checkpoints.read_config(path) for path in paths]
+    configs = [config.from_dict(s["config"]) for s in settings]
     check_alike(list(zip(paths, configs, strict=True)), fields)
+    check_same_data(list(zip(paths, settings, strict=True)))
     return [checkpoints.load(path, which) for path in paths]
 
 
@@ -67,9 +83,10 @@ def loader(data_dir: str | None) -> Loader:
 
 
 def folder_data(path: str, saved: checkpoints.Saved, load: Loader) -> Dataset:
-    """Load the splits of the run saved in `path`; InputError unless its training split is the
-    run's."""
+    """Load the splits of the run saved in `path`; InputError unless they are the data it was
+    trained on (`checkpoints.check_data`) and its training split is the run's."""
     dataset = load(saved.cfg)
+    checkpoints.check_data(path, saved.settings, dataset.digest)
     trained_on = saved.replicas.order.shape[-1]
     if dataset.train_x.shape[0] != trained_on:
         raise InputError(
