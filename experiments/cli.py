@@ -21,6 +21,7 @@ from mlp_jax.core import config, parallel, settings
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 from mlp_jax.store import results
+from mlp_jax.uses import evaluation
 
 DATA_ENV = "MLP_JAX_DATA"
 
@@ -57,6 +58,16 @@ def define_workdir_flag(required: bool = False, multiple: bool = False) -> None:
         "last one), TensorBoard event files and the run's records."
         + (" Repeat it for a committee of several runs." if multiple else ""),
         required=required,
+    )
+
+
+def define_weights_flag() -> None:
+    """Define --weights, how a committee of saved replicas weighs its members."""
+    flags.DEFINE_enum(
+        "weights",
+        "equal",
+        list(evaluation.WEIGHTS),
+        "How the committee weighs its members: equally, or as the validation split says.",
     )
 
 
