@@ -21,6 +21,7 @@ from mlp_jax.core import config, parallel, settings
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 from mlp_jax.store import results
+from mlp_jax.uses import evaluation
 
 DATA_ENV = "MLP_JAX_DATA"
 
@@ -57,6 +58,16 @@ def define_workdir_flag(required: bool = False, multiple: bool = False) -> None:
         "last one), TensorBoard event files and the run's records."
         + (" Repeat it for a committee of several runs." if multiple else ""),
         required=required,
+    )
+
+
+def define_weights_flag() -> None:
+    """Define --weights, how a committee of saved replicas weighs its members."""
+    flags.DEFINE_enum(
+        "weights",
+        "equal",
+        list(evaluation.WEIGHTS),
+        "How the committee weighs its members: equally, or as the validation split says.",
     )
 
 
@@ -179,11 +190,46 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+class Unread:
+    """Standard output whose reader may go away (`| head -1`): from then on what is printed
+    goes to /dev/null, and the run goes on to its end and its records."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+    def write(self, text: str) -> int:
+        """Write `text`, or drop it when no one reads."""
+        return self._unless_unread(self.stream.write, text)
+
+    def flush(self) -> None:
+        """Flush, or drop what is buffered when no one reads."""
+        self._unless_unread(self.stream.flush)
+
+    def _unless_unread(self, call: Callable, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+            return call(*args)
+
+
 def run(main: Callable[[list[str]], None], positional: bool = False) -> None:
     """Run `main` under absl (joining a multi-host run if one is set up): bad flags, stray
     arguments (unless `main` takes `positional` ones) and InputError end in one line and exit
-    code 2, MachineError and other faults of the machine in one line and exit code 3."""
+    code 2, MachineError and other faults of the machine in one line and exit code 3. A
+    closed standard output (`| head -1`) ends nothing early: the exit code is the run's."""
     logging.getLogger("jax").setLevel(logging.WARNING)  # not "no TPU found" on every CPU run
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     warnings.formatwarning = one_line_warning
-    app.run(functools.partial(guarded, main, positional=positional), flags_parser=_parse_flags)
+    stdout = sys.stdout
+    sys.stdout = Unread(stdout)
+    try:
+        app.run(functools.partial(guarded, main, positional=positional), flags_parser=_parse_flags)
+    finally:
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would end in a traceback
+        sys.stdout = stdout

@@ -33,12 +33,7 @@ from mlp_jax.uses import evaluation, robustness
 
 cli.define_workdir_flag(required=True, multiple=True)
 flags.DEFINE_enum("checkpoint", "latest", checkpoints.WHICH, "Which checkpoint to evaluate.")
-flags.DEFINE_enum(
-    "weights",
-    "equal",
-    list(evaluation.WEIGHTS),
-    "How the committee weighs its members: equally, or as the validation split says.",
-)
+cli.define_weights_flag()
 flags.DEFINE_boolean("corruptions", False, "Also test under experiments.noise's corruptions.")
 flags.DEFINE_string(
     "plot_dir",

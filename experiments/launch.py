@@ -15,8 +15,9 @@ separated by commas; '/' inside a value stands for the flag's own comma (hidden=
 --hidden=256,256) and an empty value is the flag's empty value. Its cells are named from their
 values (act-tanh__hidden-256x256); its table pivots the first two axes into a matrix, one matrix
 per value of a third. A flag that is not experiments.mlp's, a bad value, a value given twice, an
-axis also set after `--`, or a flag the launch sets itself (--name, --seed, --num_seeds, --out,
---workdir) after `--` stops the launch with one line and exit code 2, before anything trains.
+axis also set after `--`, a flag the launch sets itself (--name, --seed, --num_seeds, --out,
+--workdir) after `--`, or an --out folder that cannot take the records (read-only, or its
+results.jsonl a folder) stops the launch with one line and exit code 2, before anything trains.
 
 What counts as a run's settings is every flag of the run except the data folder, the evaluation
 interval and the device layout. --jobs J runs J processes at a time; with several GPUs job slot i

@@ -34,23 +34,31 @@ FLAGS = flags.FLAGS
 
 
 def describe(evaluation: train.Evaluation, total_steps: int) -> str:
-    """Return the progress line of one evaluation (means over replicas), with elapsed and ETA."""
+    """Return the progress line of one evaluation (means over the replicas that have not
+    diverged, and how many have), with elapsed and ETA."""
 
     def clock(seconds: float) -> str:
         minutes, secs = divmod(round(seconds), 60)
         return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
-    mean = {
-        k: results.summarize(getattr(evaluation, k))[0]
-        for k in ("train_loss", "val_accuracy", "test_accuracy")
-    }
+    replicas = len(evaluation.diverged_at_step)
+    finished = [r for r, step in enumerate(evaluation.diverged_at_step) if step is None]
+    parts = [f"step {evaluation.step:6d}"]
+    if finished:
+        parts += [
+            f"{k} {results.summarize(getattr(evaluation, k)[finished])[0]:.4f}"
+            for k in ("train_loss", "val_accuracy", "test_accuracy")
+        ]
+    if len(finished) < replicas:
+        parts.append(f"diverged {replicas - len(finished)}/{replicas}")
     elapsed = evaluation.train_seconds + evaluation.eval_seconds
     eta = elapsed / evaluation.step * (total_steps - evaluation.step)
-    return (
-        f"step {evaluation.step:6d}  train_loss {mean['train_loss']:.4f}  "
-        f"val_accuracy {mean['val_accuracy']:.4f}  test_accuracy {mean['test_accuracy']:.4f}  "
-        f"steps/s {evaluation.steps_per_sec:.0f}  elapsed {clock(elapsed)}  eta {clock(eta)}"
-    )
+    parts += [
+        f"steps/s {evaluation.steps_per_sec:.0f}",
+        f"elapsed {clock(elapsed)}",
+        f"eta {clock(eta)}",
+    ]
+    return "  ".join(parts)
 
 
 def check_plot_dir() -> None:

@@ -1,6 +1,7 @@
 """Classify your own digit images with a model trained by `experiments.mlp --workdir=DIR`.
 
-    python -m experiments.predict --workdir=DIR [--workdir=DIR2 ...] [--checkpoint=best] IMAGE...
+    python -m experiments.predict --workdir=DIR [--workdir=DIR2 ...] [--checkpoint=best]
+        [--weights=validation] IMAGE...
 
 Each IMAGE (PNG, 8- or 16-bit, or JPEG, any size up to PIL's pixel limit, dark ink on light
 paper or the reverse) is preprocessed as MNIST's digits were: grey levels, white digit on black,
@@ -8,7 +9,8 @@ cropped to the digit, scaled to fit 20×20 keeping its aspect ratio, centred by 
 in 28×28, then as each work folder's run preprocessed its digits. One line per image gives the
 three likeliest classes with their probabilities, averaged over the replicas of every work folder
 (a committee of runs of any architecture and preprocessing, trained on one dataset) over those
-that finished: a diverged replica is left out, and none finished is an error:
+that finished: a diverged replica is left out, and none finished is an error. --weights=validation
+weighs them as experiments.evaluate does, from each run's validation split (--data_dir):
 
     digit.png: 7 (0.981)  1 (0.012)  9 (0.004)
 
@@ -31,6 +33,8 @@ cli.define_workdir_flag(required=True, multiple=True)
 flags.DEFINE_enum(
     "checkpoint", "latest", checkpoints.WHICH, "Which saved weights: the last or the best."
 )
+cli.define_weights_flag()
+cli.define_config_flags(only=("data_dir",))  # --weights=validation's; unset: $MLP_JAX_DATA
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +42,8 @@ def main(argv: list[str]) -> None:
     paths = argv[1:]
     if not paths:
         raise InputError("no IMAGE given: python -m experiments.predict --workdir=DIR IMAGE...")
-    saved = evaluation.read(FLAGS.workdir, FLAGS.checkpoint, evaluation.SAME_CLASSES)
+    load = evaluation.loader(cli.data_dir(FLAGS.data_dir))
+    saved, weights = evaluation.voters(FLAGS.workdir, FLAGS.checkpoint, FLAGS.weights, load)
     names, images = [], []
     for path in paths:
         try:
@@ -48,10 +53,12 @@ def main(argv: list[str]) -> None:
             print(f"error: {e}", file=sys.stderr)
     if images:
         probs, entered = evaluation.committee(
-            FLAGS.workdir, saved, np.stack(images).reshape(len(images), *data.IMAGE_SHAPE)
+            FLAGS.workdir, saved, np.stack(images).reshape(len(images), *data.IMAGE_SHAPE), weights
         )
-        if not entered.all() or len(saved) > 1:
+        if not entered.all() or len(saved) > 1 or weights is not None:
             label = evaluation.label(int(entered.sum()), len(entered), len(saved))
+            if weights is not None:
+                label += f", weights ({FLAGS.weights}) " + " ".join(f"{w:.3f}" for w in weights)
             print(label, file=sys.stderr)
         for name, p in zip(names, probs, strict=True):
             top = digits.top_classes(p)

@@ -21,7 +21,8 @@ from mlp_jax.core import config, data, settings, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import results
-from tests.helpers import needs_cpu, run_module
+from tests.helpers import REPO, needs_cpu, run_module
+from tests.test_data import write_folder
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -283,3 +284,47 @@ def test_a_run_too_big_for_memory_is_one_line_and_exit_3(mnist_dir, monkeypatch,
 def test_help_exits_0():
     proc = run_cli("--help")
     assert proc.returncode == 0 and "--hidden" in proc.stdout, proc.stderr
+
+
+def run_into_closed_pipe(module: str, *args: str) -> subprocess.CompletedProcess:
+    """Run `python -m module args | head -0`: its stdout a pipe whose reader has gone."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.slow
+def test_output_into_a_closed_pipe_loses_no_run_and_no_record(tmp_path):
+    folder = write_folder(tmp_path / "data", n_train=60, n_test=20)
+    out, workdir, committee = (str(tmp_path / name) for name in ("r.jsonl", "w", "c.jsonl"))
+    trained = run_into_closed_pipe(
+        "experiments.mlp",
+        "--hidden=8",
+        "--steps=20",
+        "--eval_every=10",
+        "--batch_size=10",
+        "--validation_size=10",
+        f"--data_dir={folder}",
+        f"--out={out}",
+        f"--workdir={workdir}",
+    )
+    assert trained.returncode == 0 and not trained.stderr, trained.stderr
+    (record,) = results.read(out)
+    assert record["steps"] == 20 and record["test_accuracy"] is not None
+    evaluated = run_into_closed_pipe(
+        "experiments.evaluate", f"--workdir={workdir}", f"--data_dir={folder}", f"--out={committee}"
+    )
+    assert evaluated.returncode == 0 and not evaluated.stderr, evaluated.stderr
+    with open(committee, encoding="utf-8") as f:
+        (voted,) = [json.loads(line) for line in f]
+    assert voted["test_accuracy"] == record["test_accuracy"]

@@ -4,7 +4,9 @@ experiments.evaluate and experiments.predict given several --workdir."""
 
 import dataclasses
 import json
+import os
 import re
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,7 @@ from PIL import Image, ImageDraw
 import pytest
 
 from mlp_jax.campaign import tables
-from mlp_jax.core import train
+from mlp_jax.core import data, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints, runner
@@ -78,6 +80,21 @@ def test_predict_with_two_work_folders_averages_both(folders, tiny):
     assert evaluation.label(3, 3, 2) == "committee of 3 finished replicas from 2 folders"
 
 
+def test_predict_weighs_the_members_as_evaluate_does(folders, tiny):
+    def load(cfg):
+        return tiny
+
+    saved, weights = evaluation.voters(folders, "latest", "validation", load)
+    voted = evaluation.vote(evaluation.measure_all(folders, "latest", load), "validation")
+    np.testing.assert_array_equal(weights, voted.weights)
+    assert not np.allclose(weights, 1 / 3)  # else equal weights would pass too
+    digits = np.asarray(tiny.test_x).reshape(-1, 28, 28)
+    probs, _ = evaluation.committee(folders, saved, digits, weights)
+    every = [p for path in folders for p in by_hand(path, tiny.test_x)]
+    np.testing.assert_allclose(probs, np.tensordot(weights, every, axes=1), rtol=1e-5, atol=1e-6)
+    assert evaluation.voters(folders, "latest", "equal", load)[1] is None  # reads no data
+
+
 def test_a_diverged_member_is_left_out_and_counted(folders, tiny, tmp_path):
     broken = save_diverged(tmp_path / "broken", dataclasses.replace(WIDE, seed=7), [None, 9], tiny)
     paths = [folders[1], broken]
@@ -136,6 +153,47 @@ def test_evaluating_or_voting_on_other_data_is_refused_naming_both(tmp_path, tin
             str(refused.value),
         )
     assert evaluation.measure_all([a], "latest", lambda cfg: mnist)[0].saved.progress.step == 20
+
+
+@pytest.mark.parametrize("again", ["same", "slash", "symlink"])
+def test_a_committee_counts_each_work_folder_once(folders, tiny, tmp_path, again):
+    first = folders[0]
+    twice = {"same": first, "slash": first + "/", "symlink": str(tmp_path / "link")}[again]
+    if again == "symlink":
+        os.symlink(first, twice)
+    paths = [first, folders[1], twice]
+    expected = (
+        f"--workdir {twice!r} names the work folder of --workdir {first!r} again; accepted: "
+        "each work folder once, so that each replica votes once"
+    )
+    with pytest.raises(InputError) as refused:  # experiments.predict
+        evaluation.read(paths, "latest", evaluation.SAME_CLASSES)
+    assert str(refused.value) == expected
+    with pytest.raises(InputError) as refused:  # experiments.evaluate
+        evaluation.measure_all(paths, "latest", lambda cfg: tiny)
+    assert str(refused.value) == expected
+
+
+def save_unfinished(path: str, cfg: Config, dataset) -> str:
+    """Train `cfg` into the work folder `path` and stop it at its first evaluation."""
+    with runner.work_folder(path, cfg, "test") as folder:
+        runner.fit_in(cfg, dataset, folder, on_eval=lambda evaluation: True)
+    return path
+
+
+def test_an_unfinished_work_folder_votes_with_a_one_line_warning(folders, tiny, tmp_path):
+    path = save_unfinished(str(tmp_path / "unfinished"), dataclasses.replace(DEEP, steps=40), tiny)
+    for which in checkpoints.WHICH:
+        with pytest.warns(UserWarning) as warned:
+            saved = evaluation.read([folders[0], path], which, evaluation.SAME_SPLITS)
+        assert [str(w.message) for w in warned] == [
+            f"--workdir {path!r} is unfinished: its training reached step 20 of 40; its "
+            "replicas vote as they are"
+        ]
+        assert [s.progress.step for s in saved] == [20, 20]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluation.read(folders, "latest", evaluation.SAME_SPLITS)  # finished: no warning
 
 
 def nll(weights: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> float:
@@ -214,7 +272,12 @@ def test_evaluate_and_predict_take_several_work_folders(tmp_path):
     picture = Image.new("L", (60, 80), 255)
     ImageDraw.Draw(picture).line([(30, 10), (30, 70)], fill=0, width=6)
     picture.save(image)
-    evaluate, predict = run_modules(
+    unfinished = save_unfinished(
+        str(tmp_path / "unfinished"),
+        Config(hidden=(8,), steps=40, eval_every=20, batch_size=10, validation_size=10),
+        data.load("mnist", data_dir, 10),
+    )
+    evaluate, predict, twice, again, late = run_modules(
         [
             "experiments.evaluate",
             f"--workdir={a}",
@@ -224,8 +287,29 @@ def test_evaluate_and_predict_take_several_work_folders(tmp_path):
             f"--out={out}",
             f"--table={table}",
         ],
-        ["experiments.predict", f"--workdir={a}", f"--workdir={b}", str(image)],
+        [
+            "experiments.predict",
+            f"--workdir={a}",
+            f"--workdir={b}",
+            "--weights=validation",
+            f"--data_dir={data_dir}",
+            str(image),
+        ],
+        ["experiments.evaluate", f"--workdir={a}", f"--workdir={a}/", f"--data_dir={data_dir}"],
+        ["experiments.predict", f"--workdir={b}", f"--workdir={b}", str(image)],
+        ["experiments.predict", f"--workdir={a}", f"--workdir={unfinished}", str(image)],
     )
+    for proc, path in ((twice, f"{a}/"), (again, b)):
+        assert proc.returncode == 2 and not proc.stdout, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"error: --workdir {path!r} names the work folder of --workdir {path.rstrip('/')!r} "
+            "again; accepted: each work folder once, so that each replica votes once"
+        ]
+    assert late.returncode == 0 and late.stderr.splitlines() == [
+        f"warning: --workdir {unfinished!r} is unfinished: its training reached step 20 of 40; "
+        "its replicas vote as they are",
+        "committee of 3 finished replicas from 2 folders",
+    ], late.stderr
     assert evaluate.returncode == 0, evaluate.stderr
     right = re.search(
         r"^committee of 3 finished replicas from 2 folders: test_accuracy \S+ \((\d+)/20\)$",
@@ -250,7 +334,10 @@ def test_evaluate_and_predict_take_several_work_folders(tmp_path):
         in (tmp_path / "c.md").read_text()
     )
     assert predict.returncode == 0, predict.stderr
-    assert "committee of 3 finished replicas from 2 folders" in predict.stderr
+    weights = " ".join(f"{m['weight']:.3f}" for m in record["members"])
+    assert predict.stderr.splitlines() == [
+        f"committee of 3 finished replicas from 2 folders, weights (validation) {weights}"
+    ]
     assert re.fullmatch(
         rf"{image}: (\d \(\d\.\d{{3}}\)  ){{2}}\d \(\d\.\d{{3}}\)\n", predict.stdout
     )

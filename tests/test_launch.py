@@ -5,6 +5,7 @@ or other flags, two launches at once, listing, bad input."""
 
 import collections
 import dataclasses
+import errno
 import json
 import os
 import shlex
@@ -460,3 +461,49 @@ def test_sigterm_ends_the_runs_and_keeps_the_wall_time(tmp_path, monkeypatch, ca
     assert "stopped by SIGTERM" in capsys.readouterr().err
     assert recorded_seeds(tmp_path) == {}
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def read_only_below(monkeypatch, root) -> None:
+    """Make the folders not yet made below `root` fail as on a read-only file system (EROFS),
+    as a user's read-only mount does; root could write into a chmod 0o500 folder."""
+    makedirs = os.makedirs
+
+    def refuse(path, *args, **kwargs):
+        if str(path).startswith(str(root)) and not os.path.isdir(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "makedirs", refuse)
+
+
+@pytest.mark.parametrize("where", ["results_is_a_folder", "parent_is_a_file", "read_only"])
+def test_an_output_folder_that_cannot_take_records_is_refused_before_any_run(
+    tmp_path, monkeypatch, where
+):
+    out = tmp_path / "out"
+    if where == "results_is_a_folder":
+        (out / "results.jsonl").mkdir(parents=True)
+    elif where == "parent_is_a_file":
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "out"
+    else:
+        read_only_below(monkeypatch, out)
+    settings = launcher.Launch("fake", str(out), 1, 1, fake_mlp(tmp_path))
+    with pytest.raises(InputError) as refused:
+        launcher.run(settings, [launcher.Row("a", ("--steps=5",), {})])
+    message = str(refused.value)
+    assert message.startswith(f"--out {str(out)!r}: cannot write ") and "\n" not in message
+    assert "accepted: a writable folder" in message
+    assert not (out / "logs").exists()  # nothing ran
+
+
+@slow
+def test_an_output_folder_holding_a_folder_for_its_records_ends_in_one_line_and_exit_2(tmp_path):
+    (tmp_path / "results.jsonl").mkdir()
+    (proc,) = run_modules(["experiments.launch", *with_out(["seed_table", "--row", "1"], tmp_path)])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: --out {str(tmp_path)!r}: cannot write {tmp_path}/results.jsonl (Is a "
+        "directory); accepted: a writable folder, its results.jsonl a file"
+    ]
+    assert not (tmp_path / "logs").exists()

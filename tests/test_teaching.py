@@ -1,9 +1,14 @@
 """The teaching experiments: each runs briefly and shows what its docstring says it shows."""
 
+import ast
 import os
 import pathlib
+import pkgutil
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -150,3 +155,54 @@ def test_distinct_units_and_toy_data():
     sets = teaching.toy_datasets(100)
     assert set(sets) == {"linearly separable", "xor", "circles"}
     assert all(x.shape == (100, 2) and set(np.unique(y)) == {0, 1} for x, y in sets.values())
+
+
+def default_outputs() -> dict[str, str]:
+    """Return each course demo's default --out (ast: no flags defined here), by module."""
+    found = {}
+    folder = os.path.join(REPO, "experiments", "course")
+    for module in pkgutil.iter_modules([folder]):
+        tree = ast.parse(pathlib.Path(folder, f"{module.name}.py").read_text(encoding="utf-8"))
+        found[module.name] = [
+            ast.literal_eval(call.args[1])
+            for call in ast.walk(tree)
+            if isinstance(call, ast.Call)
+            and ast.unparse(call.func).startswith("flags.DEFINE_")
+            and ast.literal_eval(call.args[0]) == "out"
+        ]
+    return found
+
+
+def test_every_demo_writes_outside_the_tracked_tree_by_default():
+    """A demo run with its defaults leaves a clone clean: its --out is ignored by git."""
+    if subprocess.run(["git", "-C", REPO, "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    outputs = default_outputs()
+    assert {"backprop", "toy2d", "activation_gallery", "augment_demo"} <= set(outputs)
+    for module, defaults in outputs.items():
+        assert len(defaults) == 1, f"{module} defines no --out (or several)"
+        ignored = subprocess.run(["git", "-C", REPO, "check-ignore", "-q", defaults[0]])
+        assert ignored.returncode == 0, f"{module} writes {defaults[0]} by default, in the clone"
+
+
+@pytest.mark.slow
+def test_a_demo_run_with_its_defaults_leaves_a_copy_of_the_clone_clean(tmp_path):
+    copy = tmp_path / "clone"
+    for name in ("experiments", "mlp_jax"):
+        skip = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(os.path.join(REPO, name), copy / name, ignore=skip)
+    shutil.copy(os.path.join(REPO, ".gitignore"), copy)
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+
+    def untracked() -> str:
+        status = ["git", "-C", str(copy), "status", "--porcelain", "--untracked-files=all"]
+        return subprocess.run(status, capture_output=True, text=True, check=True).stdout
+
+    before = untracked()
+    module = "experiments.course.activation_gallery"
+    proc = subprocess.run(
+        [sys.executable, "-m", module], cwd=copy, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert untracked() == before
+    assert os.path.getsize(copy / "runs" / "teaching" / "activations.png") > 0

@@ -4,7 +4,7 @@ Demonstrates what each non-linearity does to a pre-activation z and how much gra
 through (sigmoid and tanh saturate; relu passes 1 or 0; relu6 also caps at 6), and that each
 hand-written derivative in mlp_jax/core/chain_rule.py lies on jax.grad's.
 
-    python -m experiments.course.activation_gallery  # seconds; results/teaching/activations.png
+    python -m experiments.course.activation_gallery  # seconds; runs/teaching/activations.png
 """
 
 from absl import flags
@@ -16,7 +16,7 @@ from experiments import cli
 from mlp_jax.campaign import plots
 from mlp_jax.core import activations, chain_rule
 
-flags.DEFINE_string("out", "results/teaching/activations.png", "Where to write the figure.")
+flags.DEFINE_string("out", "runs/teaching/activations.png", "Where to write the figure.")
 FLAGS = flags.FLAGS
 
 

@@ -5,7 +5,7 @@ as wanted given enough units: the maximum error of the fitted piecewise-linear c
 grows. Target f(x) = sin(2 pi x) + |x - 0.5| (Lipschitz, with a kink), 200 training points,
 full-batch Adam; error measured on 2,000 points.
 
-    python -m experiments.course.approx   # about 30 s; results/teaching/approx.{md,png}
+    python -m experiments.course.approx   # about 30 s; runs/teaching/approx.{md,png}
 """
 
 from absl import flags
@@ -20,7 +20,7 @@ from mlp_jax.uses import teaching
 flags.DEFINE_list("widths", ["1", "2", "4", "8", "16", "32", "64", "128"], "Hidden widths K.")
 flags.DEFINE_integer("steps", 4000, "Adam steps per width.")
 flags.DEFINE_string(
-    "out", "results/teaching/approx", "Path stem of the table (.md) and figure (.png)."
+    "out", "runs/teaching/approx", "Path stem of the table (.md) and figure (.png)."
 )
 FLAGS = flags.FLAGS
 

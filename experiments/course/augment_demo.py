@@ -14,7 +14,7 @@ from experiments import cli
 from mlp_jax.campaign import plots
 from mlp_jax.core import augment, data
 
-flags.DEFINE_string("out", "results/augment/augment_demo.png", "Where to write the figure.")
+flags.DEFINE_string("out", "runs/teaching/augment_demo.png", "Where to write the figure.")
 flags.DEFINE_integer("columns", 8, "Random draws per row.")
 flags.DEFINE_integer("digit", 0, "Index of the test image to distort.")
 cli.define_config_flags()

@@ -12,7 +12,7 @@ gradients autodiff does:
 
     python -m experiments.course.backprop --data_dir=../shared/datasets/mnist   # about 10 s
 
-writes the printout to results/teaching/backprop.md.
+writes the printout to runs/teaching/backprop.md.
 """
 
 from absl import flags
@@ -26,7 +26,7 @@ from mlp_jax.core.config import Config
 from mlp_jax.store import results
 
 cli.define_config_flags(only=("data_dir",))
-flags.DEFINE_string("out", "results/teaching/backprop.md", "Where to write the printout.")
+flags.DEFINE_string("out", "runs/teaching/backprop.md", "Where to write the printout.")
 FLAGS = flags.FLAGS
 
 TINY = {

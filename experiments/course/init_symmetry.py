@@ -7,7 +7,7 @@ the symmetry. A 784-64-10 sigmoid MLP, tutorial SGD (lr 0.5, batch 100), --steps
 
     python -m experiments.course.init_symmetry --data_dir=../shared/datasets/mnist   # about 20 s
 
-writes results/teaching/init_symmetry.md.
+writes runs/teaching/init_symmetry.md.
 """
 
 import dataclasses
@@ -22,7 +22,7 @@ from mlp_jax.uses import teaching
 
 cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_integer("steps", 2000, "Training steps per initialisation.")
-flags.DEFINE_string("out", "results/teaching/init_symmetry.md", "Where to write the table.")
+flags.DEFINE_string("out", "runs/teaching/init_symmetry.md", "Where to write the table.")
 FLAGS = flags.FLAGS
 INITS = (
     ("zeros", "zeros"),

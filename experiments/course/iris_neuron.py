@@ -10,7 +10,7 @@ error L = 1/(2N) sum (y' - y)^2, every weight and the bias starting at 0.1:
 
     python -m experiments.course.iris_neuron --data_dir=../shared/datasets/iris   # a few seconds
 
-writes the printout to results/teaching/iris_neuron.md.
+writes the printout to runs/teaching/iris_neuron.md.
 """
 
 from absl import flags
@@ -22,7 +22,7 @@ from mlp_jax.core import chain_rule, data
 from mlp_jax.store import results
 
 flags.DEFINE_string("data_dir", None, "Folder holding iris.data; default: TFDS iris.")
-flags.DEFINE_string("out", "results/teaching/iris_neuron.md", "Where to write the printout.")
+flags.DEFINE_string("out", "runs/teaching/iris_neuron.md", "Where to write the printout.")
 FLAGS = flags.FLAGS
 
 

@@ -4,7 +4,7 @@ Demonstrates why networks need hidden layers: a single layer (softmax regression
 straight boundary, enough for linearly separable blobs but not for XOR or concentric circles;
 one hidden layer of 16 tanh units bends the boundary around both.
 
-    python -m experiments.course.toy2d   # about 20 s; results/teaching/toy2d.{md,png}
+    python -m experiments.course.toy2d   # about 20 s; runs/teaching/toy2d.{md,png}
 """
 
 from absl import flags
@@ -19,9 +19,7 @@ from mlp_jax.store import results
 from mlp_jax.uses import teaching
 
 flags.DEFINE_integer("steps", 2000, "Adam steps per model.")
-flags.DEFINE_string(
-    "out", "results/teaching/toy2d", "Path stem of the table (.md) and figure (.png)."
-)
+flags.DEFINE_string("out", "runs/teaching/toy2d", "Path stem of the table (.md) and figure (.png).")
 FLAGS = flags.FLAGS
 MODELS = (("single layer", ()), ("one hidden layer (16 tanh)", (16,)))
 

@@ -8,7 +8,7 @@ layer's weights on 1,000 training images at initialisation and after training.
 
     python -m experiments.course.vanishing --data_dir=../shared/datasets/mnist   # about 30 s
 
-writes results/teaching/vanishing.{md,png}.
+writes runs/teaching/vanishing.{md,png}.
 """
 
 import dataclasses
@@ -25,7 +25,7 @@ from mlp_jax.uses import teaching
 
 cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_list("checkpoints", ["100", "1000"], "Training steps after which norms are measured.")
-flags.DEFINE_string("out", "results/teaching/vanishing", "Path stem of the table and figure.")
+flags.DEFINE_string("out", "runs/teaching/vanishing", "Path stem of the table and figure.")
 FLAGS = flags.FLAGS
 
 

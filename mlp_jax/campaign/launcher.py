@@ -112,6 +112,21 @@ def results_path(out: str) -> str:
     return os.path.join(out, "results.jsonl")
 
 
+def check_out(out: str) -> None:
+    """Raise InputError unless the launch can keep its logs and records in folder `out` (made
+    if missing): checked before anything runs."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        with open(results_path(out), "a", encoding="utf-8"):
+            pass
+        os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+    except OSError as e:
+        raise InputError(
+            f"--out {out!r}: cannot write {e.filename} ({e.strerror}); accepted: a writable "
+            "folder, its results.jsonl a file"
+        ) from None
+
+
 def log_path(out: str, row: str) -> str:
     """Return the log file of a row."""
     return os.path.join(out, "logs", f"{row}.log")
@@ -346,8 +361,8 @@ class _Slots:
 def run(launch: Launch, rows: Sequence[Row]) -> tuple[int, float]:
     """Train the runs of `rows` not yet recorded in OUT, holding OUT's lock; return the exit code
     (0: all recorded; 1: a row failed; 128+N: stopped by signal N) and the total wall seconds of
-    the launches into OUT."""
-    os.makedirs(os.path.join(launch.out, "logs"), exist_ok=True)
+    the launches into OUT; InputError, before anything runs, when OUT cannot take them."""
+    check_out(launch.out)
     handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with folder_lock(launch.out) as lock_fd:

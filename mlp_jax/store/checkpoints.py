@@ -47,6 +47,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import warnings
@@ -273,13 +274,14 @@ class EventLog:
         return self.writers[seed]
 
     def log(self, evaluation: train.Evaluation) -> None:
-        """Write one evaluation's scalars to each replica's event stream."""
+        """Write one evaluation's scalars to each replica's event stream, but the non-finite
+        ones of a diverged replica (its record says when it diverged)."""
         step = evaluation.step
         for r, seed in enumerate(train.replica_seeds(self.cfg)):
             writer = self._writer(seed, step)
             for key in ("train_loss", "val_accuracy", "test_accuracy"):
                 value = float(getattr(evaluation, key)[r])
-                if np.isfinite(value):  # not a diverged replica's, nor a search's absent test
+                if math.isfinite(value):  # not a diverged replica's, nor a search's absent test
                     writer.add_scalar(key, value, step)
             for key in ("learning_rate", "steps_per_sec"):
                 writer.add_scalar(key, getattr(evaluation, key), step)

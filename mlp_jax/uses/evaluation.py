@@ -8,13 +8,17 @@ probabilities are not all finite, is left out and counted. The weights (WEIGHTS)
 plain mean as training's ensemble takes it, or chosen on the validation split: never on the test
 split. Members must share the test and validation splits: one dataset, one validation size (each
 member's images are preprocessed its own way), and have been trained on the data they are
-measured on, by its digest (a folder made before runs kept it is not checked).
+measured on, by its digest (a folder made before runs kept it is not checked). A folder named
+twice is refused (each member counts once); one whose training stopped before its last step votes
+as it is, with a warning.
 """
 
 from collections.abc import Callable, Sequence
 import dataclasses
 import datetime
 import functools
+import os
+import warnings
 
 import jax
 import numpy as np
@@ -58,14 +62,50 @@ def check_same_data(folders: Sequence[tuple[str, dict]]) -> None:
             )
 
 
+def check_distinct(paths: Sequence[str]) -> None:
+    """Raise InputError when two paths name one work folder (`A`, `A/`, a link to A): a
+    committee counts each member once."""
+    named: dict[str, str] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if real in named:
+            raise InputError(
+                f"--workdir {path!r} names the work folder of --workdir {named[real]!r} again; "
+                "accepted: each work folder once, so that each replica votes once"
+            )
+        named[real] = path
+
+
+def warn_unfinished(path: str, saved: checkpoints.Saved) -> None:
+    """Warn, in one line, when the training of the run saved in `path` stopped before its last
+    step (killed, or still running) with a replica still training."""
+    total = saved.cfg.total_steps(saved.replicas.order.shape[-1])
+    mgr = checkpoints.manager(path)
+    try:
+        reached = mgr.latest_step()  # not the best checkpoint's step
+    finally:
+        mgr.close()
+    if reached < total and None in saved.progress.diverged_at_step:
+        warnings.warn(
+            f"--workdir {path!r} is unfinished: its training reached step {reached} of {total}; "
+            "its replicas vote as they are",
+            stacklevel=3,
+        )
+
+
 def read(paths: Sequence[str], which: str, fields: Sequence[str]) -> list[checkpoints.Saved]:
-    """Read the latest (or best) checkpoint of each work folder, first refusing folders whose
-    configs differ in `fields` or that were trained on other data."""
+    """Read the latest (or best) checkpoint of each work folder, first refusing a folder named
+    twice, folders whose configs differ in `fields` and folders trained on other data; warn of
+    each unfinished one."""
+    check_distinct(paths)
     settings = [checkpoints.read_config(path) for path in paths]
     configs = [config.from_dict(s["config"]) for s in settings]
     check_alike(list(zip(paths, configs, strict=True)), fields)
     check_same_data(list(zip(paths, settings, strict=True)))
-    return [checkpoints.load(path, which) for path in paths]
+    saved = [checkpoints.load(path, which) for path in paths]
+    for path, run in zip(paths, saved, strict=True):
+        warn_unfinished(path, run)
+    return saved
 
 
 def loader(data_dir: str | None) -> Loader:
@@ -186,11 +226,15 @@ def check_entered(entered: np.ndarray, paths: Sequence[str]) -> None:
 
 
 def committee(
-    paths: Sequence[str], saved: Sequence[checkpoints.Saved], images: np.ndarray
+    paths: Sequence[str],
+    saved: Sequence[checkpoints.Saved],
+    images: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the class probabilities of the digits `images` (N, 28, 28) in [0, 1], each work
     folder's replicas seeing them preprocessed its way, averaged over the finished replicas of
-    every folder, and which those are (a mask, folder after folder); InputError when none is."""
+    every folder (weighted by `weights`, one per replica; None: equally), and which those are
+    (a mask, folder after folder); InputError when none is."""
     probs, finished = [], []
     for run in saved:
         x = preprocess.apply(run.cfg.preprocess, images).reshape(len(images), -1)
@@ -198,7 +242,7 @@ def committee(
         finished.append(train.finished(run.progress.diverged_at_step, probs[-1]))
     entered = np.concatenate(finished)
     check_entered(entered, paths)
-    return np.asarray(train.committee(np.concatenate(probs), entered)), entered
+    return np.asarray(train.committee(np.concatenate(probs), entered, weights)), entered
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +299,18 @@ def measure_all(paths: Sequence[str], which: str, load: Loader) -> list[Folder]:
     first refusing folders that do not share the test and validation splits."""
     saved = read(paths, which, SAME_SPLITS)
     return [measure(p, s, folder_data(p, s, load)) for p, s in zip(paths, saved, strict=True)]
+
+
+def voters(
+    paths: Sequence[str], which: str, rule: str, load: Loader
+) -> tuple[list[checkpoints.Saved], np.ndarray | None]:
+    """Return the runs saved in the work folders `paths` and their replicas' weights under
+    `rule` (WEIGHTS), chosen as `vote` chooses them; equal weights (None) read no data, so the
+    folders need only share their classes."""
+    if rule == "equal":
+        return read(paths, which, SAME_CLASSES), None
+    chosen = vote(measure_all(paths, which, load), rule)
+    return [folder.saved for folder in chosen.folders], chosen.weights
 
 
 def right(probs: np.ndarray, labels: jax.Array) -> np.ndarray:
