@@ -101,7 +101,9 @@ def entry_point_commands() -> tuple[dict[str, list[tuple[str, list[str]]]], list
     for name in READMES:
         for where, text in quoted_commands(name):
             for words in simple_commands(text):
-                if words[0] == "./launch.sh":
+                if words[:2] == ["./launch.sh", "search"]:  # experiments.search's own flags
+                    modules.setdefault("experiments.search", []).append((where, words[2:]))
+                elif words[0] == "./launch.sh":
                     launches.append((where, words[1:]))
                 elif len(words) > 2 and words[1] == "-m" and words[2].startswith("experiments."):
                     assert re.search(r"(^|/)python3?$", words[0]), (where, words)
