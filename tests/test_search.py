@@ -146,19 +146,23 @@ def test_a_finished_search_trains_nothing_more_and_refuses_another_space(searche
 
 
 def test_a_pruned_trial_stops_at_the_evaluation_the_pruner_chose(tmp_path, digits, monkeypatch):
-    # Every value is below 1.1: the pruner stops each trial at its second evaluation.
+    # Every value is below 1.1: the pruner stops each trial at its second evaluation. The grid
+    # sampler draws each of its points once.
     monkeypatch.setitem(
         searching.PRUNERS,
         "threshold",
         lambda search: optuna.pruners.ThresholdPruner(1.1, n_warmup_steps=2),
     )
-    search = make_search(tmp_path, digits, trials=1, pruner="threshold")
+    grid = spaces.merge(spaces.Space(()), ["act=cat:relu,tanh"])
+    search = make_search(tmp_path, digits, space=grid, sampler="grid", pruner="threshold")
     study = run(search)
-    (record,) = searching.trial_records(search)
-    assert record["trial_state"] == "pruned" and record["pruned_at_step"] == 20
-    assert record["steps"] == 20 and [h["step"] for h in record["history"]] == [10, 20]
-    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
-    assert sorted(study.trials[0].intermediate_values) == [1, 2]
+    records = searching.trial_records(search)
+    assert sorted(r["params"]["act"] for r in records) == ["relu", "tanh"]  # 2 points, not 3
+    for record, trial in zip(records, study.trials, strict=True):
+        assert record["trial_state"] == "pruned" and record["pruned_at_step"] == 20
+        assert record["steps"] == 20 and [h["step"] for h in record["history"]] == [10, 20]
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        assert sorted(trial.intermediate_values) == [1, 2]
     saved = os.listdir(os.path.join(tmp_path, "work", "trial_0000", "checkpoints"))
     assert max(int(step) for step in saved if step.isdigit()) == 20
 

@@ -43,14 +43,24 @@ from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError, MachineError
 from mlp_jax.store import results, runner
 
+
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its stop at the grid's end, which only an optimize loop
+    allows: a search stops at `Search.target` itself."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        """Stop nothing."""
+
+
 SAMPLERS: dict[str, Callable] = {
     # Multivariate TPE over groups handles conditional parameters; the constant liar keeps
     # parallel workers from drawing the same values.
-    "tpe": lambda space, seed: optuna.samplers.TPESampler(
-        seed=seed, multivariate=True, group=True, constant_liar=True
+    "tpe": lambda search, number: optuna.samplers.TPESampler(
+        seed=search.seed + number, multivariate=True, group=True, constant_liar=True
     ),
-    "random": lambda space, seed: optuna.samplers.RandomSampler(seed=seed),
-    "grid": lambda space, seed: optuna.samplers.GridSampler(space.grid(), seed=seed),
+    "random": lambda search, number: optuna.samplers.RandomSampler(seed=search.seed + number),
+    # The seed shuffles the grid's order and trial N takes point N: one seed for every trial.
+    "grid": lambda search, number: GridSampler(search.space.grid(), seed=search.seed),
 }
 PRUNERS: dict[str, Callable] = {
     # Evaluations are numbered 1, 2, ...: a trial is judged from its second on.
@@ -108,16 +118,24 @@ class Search:
         """The trials' records file."""
         return os.path.join(self.out, "results.jsonl")
 
+    @property
+    def target(self) -> int:
+        """The trials the study ends with: `trials`, or fewer when a grid has fewer points."""
+        if self.sampler != "grid":
+            return self.trials
+        return min(self.trials, math.prod(len(v) for v in self.space.grid().values()))
+
 
 def redact(url: str) -> str:
     """Return a storage URL with its password, if any, replaced by ***."""
     if "://" not in url:
         return url
     import sqlalchemy.engine  # only for a database URL
+    import sqlalchemy.exc
 
     try:
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is shown without whatever follows its scheme
+    except sqlalchemy.exc.ArgumentError:  # unparsable: shown without what follows its scheme
         return url.split("://")[0] + "://***"
 
 
@@ -197,11 +215,12 @@ def open_study(search: Search, base: Config, storage: optuna.storages.BaseStorag
 
 
 def sampler(search: Search, number: int) -> optuna.samplers.BaseSampler:
-    """Return the sampler that draws trial `number`, seeded by the search's seed and the number:
-    workers draw apart, and a search with one worker draws the same trials every time."""
+    """Return the sampler that draws trial `number`, seeded by the search's seed and the number
+    (the grid's by the seed alone): workers draw apart, and a search with one worker draws the
+    same trials every time."""
     with warnings.catch_warnings():  # Optuna calls some samplers' options experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS[search.sampler](search.space, search.seed + number)
+        return SAMPLERS[search.sampler](search, number)
 
 
 def trial_number(study: optuna.Study, trial: optuna.Trial) -> int:
@@ -278,7 +297,7 @@ class Worker:
             every = self.study.get_trials(deepcopy=False)
             trials = current(every)
             waiting = any(t.state == TrialState.WAITING for t in trials)
-            if len(trials) >= self.search.trials and not waiting:
+            if len(trials) >= self.search.target and not waiting:
                 return None
             self.study.sampler = sampler(self.search, len(every))
             trial = self.study.ask()
@@ -456,7 +475,7 @@ def progress(study: optuna.Study, search: Search, record: dict, start: float) ->
         number = best.system_attrs.get("failed_trial", best.number)
     best_text = f", best {best.value:.4f} (trial {number})" if best else ""
     return (
-        f"trial {record['trial']}: {state}{shown} ({finished}/{search.trials}{best_text}, "
+        f"trial {record['trial']}: {state}{shown} ({finished}/{search.target}{best_text}, "
         f"elapsed {launcher.clock(time.monotonic() - start)})"
     )
 
