@@ -63,7 +63,7 @@ SAMPLERS: dict[str, Callable] = {
     "grid": lambda search, number: GridSampler(search.space.grid(), seed=search.seed),
 }
 PRUNERS: dict[str, Callable] = {
-    # Evaluations are numbered 1, 2, ...: a trial is judged from its second on.
+    # Evaluations are numbered 1, 2, ...: after 5 trials, a trial is judged from its first on.
     "median": lambda search: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
     "successive_halving": lambda search: optuna.pruners.SuccessiveHalvingPruner(),
     "hyperband": lambda search: optuna.pruners.HyperbandPruner(),
