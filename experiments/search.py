@@ -131,6 +131,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.confirm:
         records = searching.confirm(search, study, cli.config_from_args, FLAGS.confirm, command)
         print(f"best trial's settings, seeds 1..{FLAGS.confirm}:", searching.summary(records))
+        print("wrote", " ".join(searching.export_confirmation(search, records, command)))
 
 
 if __name__ == "__main__":

@@ -537,6 +537,24 @@ def confirm(
     return runner.train_and_record(cfg, dataset, out, workdir, command=command).records
 
 
+def write_tables(folder: str, lines: list[dict], formats: dict, top: list[str]) -> list[str]:
+    """Write a table in each of `formats` as folder/table.EXT; return the files written."""
+    return [
+        results.write_text(
+            os.path.join(folder, f"table.{tables.EXTENSIONS[form]}"), render(lines, top)
+        )
+        for form, render in formats.items()
+    ]
+
+
+def export_confirmation(search: Search, records: list[dict], command: str) -> list[str]:
+    """Write the confirmation's table (OUT/confirm/table.*), as a grid's: mean ± std and the
+    prediction interval of its seeds."""
+    top = tables.provenance(command, records)
+    folder = os.path.join(search.out, "confirm")
+    return write_tables(folder, tables.build(records), tables.FORMATS, top)
+
+
 def summary(records: list[dict]) -> str:
     """Return the confirmation's line: test mean ± std and the 95% prediction interval."""
     finished = [r["test_accuracy"] for r in records if not r["diverged"]]
@@ -578,12 +596,6 @@ def export(search: Search, study: optuna.Study, command: str) -> list[str]:
     from mlp_jax.campaign import plots  # matplotlib: only once the trials are done
 
     records = trial_records(search)
-    lines = tables.trials(records)
     top = tables.provenance(command, [r for r in records if "platform" in r])
-    written = [
-        results.write_text(
-            os.path.join(search.out, f"table.{tables.EXTENSIONS[form]}"), render(lines, top)
-        )
-        for form, render in tables.TRIAL_FORMATS.items()
-    ]
+    written = write_tables(search.out, tables.trials(records), tables.TRIAL_FORMATS, top)
     return written + plots.search_figures(study, os.path.join(search.out, "figures"))
