@@ -8,10 +8,10 @@ import struct
 
 import numpy as np
 import pytest
-from tensorboardX.proto import event_pb2
+from tensorboardX.proto import event_pb2, plugin_hparams_pb2
 
 from experiments import mlp
-from mlp_jax.core import train
+from mlp_jax.core import config, train
 from mlp_jax.core.config import Config
 from mlp_jax.store import checkpoints
 
@@ -94,3 +94,40 @@ def test_the_event_log_leaves_out_a_diverged_replicas_non_finite_scalars(tmp_pat
     healthy, diverged = (scalars(tmp_path / "tensorboard" / f"seed_{s}") for s in (0, 1))
     assert healthy["train_loss"] == [(250, pytest.approx(0.2))]
     assert "train_loss" not in diverged and diverged["val_accuracy"] == [(250, pytest.approx(0.1))]
+
+
+def hparams(folder) -> dict[str, plugin_hparams_pb2.HParamsPluginData]:
+    """Return the HParams summaries of the TensorBoard event files in `folder`, by tag."""
+    found = {}
+    for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+        with open(path, "rb") as f:
+            raw = f.read()
+        at = 0
+        while at < len(raw):
+            (length,) = struct.unpack("<Q", raw[at : at + 8])
+            event = event_pb2.Event.FromString(raw[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                if value.tag.startswith("_hparams_/"):
+                    content = value.metadata.plugin_data.content
+                    found[value.tag] = plugin_hparams_pb2.HParamsPluginData.FromString(content)
+    return found
+
+
+def test_a_runs_settings_and_final_metrics_are_tensorboard_hparams(tmp_path):
+    cfg = Config(num_seeds=2, lr=0.3, hidden=(32, 16))
+    events = checkpoints.EventLog(str(tmp_path), cfg)
+    settings = config.to_dict(cfg)
+    finals = {"val_accuracy": 0.9, "test_accuracy": 0.8, "train_loss": 0.1}
+    events.hparams(
+        [{"seed": 0, "steps": 100, "config": settings, **finals},
+         {"seed": 1, "steps": 100, "config": settings, **finals, "test_accuracy": None}]
+    )  # fmt: skip
+    events.close()
+    for seed, metrics in ((0, ["val_accuracy", "test_accuracy", "train_loss"]), (1, None)):
+        found = hparams(tmp_path / "tensorboard" / f"seed_{seed}")
+        start = found["_hparams_/session_start_info"].session_start_info.hparams
+        assert start["lr"].number_value == 0.3 and start["hidden"].string_value == "[32, 16]"
+        assert start["act"].string_value == "relu6"
+        tags = [m.name.tag for m in found["_hparams_/experiment"].experiment.metric_infos]
+        assert tags == (metrics or ["val_accuracy", "train_loss"])

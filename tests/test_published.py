@@ -126,3 +126,12 @@ def test_no_runs_ensemble_is_below_its_worst_finished_replica(path):
         assert ensemble is None or (finished and ensemble >= min(finished)), (name, time)
         members = {r.get("ensemble_members", len(finished)) for r in records}
         assert members <= {len(finished), None}, (name, time)
+
+
+def test_the_published_search_and_its_confirmation_are_their_records_exported():
+    committed = read("search", "table.md")
+    trials = results.read(os.path.join(RESULTS, "search", "results.jsonl"))
+    assert tables.trials_markdown(tables.trials(trials), header(committed)) == committed
+    confirmed = read("search", "confirm", "table.md")
+    records = results.read(os.path.join(RESULTS, "search", "confirm", "results.jsonl"))
+    assert tables.to_markdown(tables.build(records), header(confirmed)) == confirmed
