@@ -75,12 +75,14 @@ def comparable(record: dict) -> dict:
 
 def test_a_killed_search_resumes_its_trial_and_trains_nothing_twice(tmp_path, digits):
     out = str(tmp_path / "killed")
-    killed = start(out, digits, "--trials=1")
+    killed = start(out, digits, "--trials=2")
     wait_for_checkpoint(out, 0, 600, killed)
     kill(killed)
-    again = start(out, digits, "--trials=1")
-    stdout, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
+    # The same command twice at once: one search's workers in one OUT, two trials between them.
+    again = [start(out, digits, "--trials=2") for _ in range(2)]
+    ended = [proc.communicate(timeout=300) for proc in again]
+    assert [proc.returncode for proc in again] == [0, 0], [err for _, err in ended]
+    stdout = "".join(text for text, _ in ended)
     search = searching.Search(
         name="tiny",
         space=spaces.merge(spaces.Space(()), [SPACE[0].removeprefix("--param=")]),
@@ -89,7 +91,9 @@ def test_a_killed_search_resumes_its_trial_and_trains_nothing_twice(tmp_path, di
         extra=(*FLAGS, f"--data_dir={digits}"),
     )
     searching.work(search, cli.config_from_args, "test", printer=lambda line: None)
-    (resumed,) = searching.trial_records(dataclasses.replace(search, out=out))
+    records = searching.trial_records(dataclasses.replace(search, out=out))
+    assert len(records) == 2 and len({r["trial"] for r in records}) == 2  # each trained once
+    resumed = next(r for r in records if r["trial"] == 0)
     (whole,) = searching.trial_records(search)
     assert resumed["resumed_from_step"] >= 600 and whole["resumed_from_step"] == 0
     assert comparable(resumed) == comparable(whole)
