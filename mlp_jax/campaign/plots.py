@@ -364,6 +364,21 @@ def search_figures(study, folder: str) -> list[str]:
                 axes = plot(study)
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue
-        figure = np.ravel(axes)[0].figure
-        written.append(_save(figure, os.path.join(folder, f"{name}.png")))
+        ax = np.ravel(axes)[0]
+        if name in ("history", "intermediate_values"):
+            zoom(ax, study)
+        if name == "intermediate_values":
+            ax.set_xlabel("evaluation (validation accuracy reported to the pruner)")
+        written.append(_save(ax.figure, os.path.join(folder, f"{name}.png")))
     return written
+
+
+def zoom(ax, study) -> None:
+    """Show a search's curves from 3 points below its best value (a diverged or untrained
+    trial's 0.1 would flatten the rest), and no legend of one line per trial."""
+    values = [t.value for t in study.trials if t.value is not None]
+    if values:
+        ax.set_ylim(max(min(values), max(values) - 0.03), max(values) + 0.003)
+        ax.set_title(f"{ax.get_title()} (from {max(values) - 0.03:.3f})")
+    if ax.get_legend() and len(study.trials) > 10:
+        ax.get_legend().remove()
