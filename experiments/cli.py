@@ -17,7 +17,7 @@ from absl import logging as absl_logging
 import jax
 
 from mlp_jax.campaign import grids, tables
-from mlp_jax.core import config, parallel, settings
+from mlp_jax.core import augment, config, parallel, settings
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 from mlp_jax.store import results
@@ -61,13 +61,28 @@ def define_workdir_flag(required: bool = False, multiple: bool = False) -> None:
     )
 
 
-def define_weights_flag() -> None:
-    """Define --weights, how a committee of saved replicas weighs its members."""
+def define_committee_flags() -> None:
+    """Define --checkpoint, --weights and --tta: which checkpoint of each --workdir votes, how
+    a committee of saved replicas weighs its members, and its test-time augmentation."""
+    flags.DEFINE_string(
+        "checkpoint",
+        "latest",
+        "Which checkpoint of each --workdir votes: latest, best or a step number (a snapshot "
+        "kept by --keep_every); --workdir=FOLDER@WHICH chooses one for that folder.",
+    )
     flags.DEFINE_enum(
         "weights",
         "equal",
         list(evaluation.WEIGHTS),
-        "How the committee weighs its members: equally, or as the validation split says.",
+        "How the committee weighs its members: equally, or as the validation split says (by "
+        "likelihood, or by accuracy through greedy selection).",
+    )
+    flags.DEFINE_enum(
+        "tta",
+        "none",
+        list(augment.TEST_VIEWS),
+        "Test-time augmentation: each member's mean softmax over the image and its 1-pixel "
+        "shifts (shifts), on validation as on test.",
     )
 
 

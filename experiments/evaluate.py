@@ -1,22 +1,27 @@
 """Evaluate saved models without training: each replica's accuracy, and their committee's.
 
-Reads the latest (or best) checkpoint of one or several work folders made with `experiments.mlp
---workdir`, measures every replica on its run's validation and test splits (each folder's data
-preprocessed its own way) with the program training used, so the numbers equal the recorded ones,
-and the averaged softmax of the replicas that finished (a diverged replica is left out and
-counted). The folders may differ in architecture, preprocessing and replicas, not in dataset or
-validation size:
+Reads the latest (or best, or a step's) checkpoint of one or several work folders made with
+`experiments.mlp --workdir`, measures every replica on its run's validation and test splits
+(each folder's data preprocessed its own way) with the program training used, so the numbers
+equal the recorded ones, and the averaged softmax of the replicas that finished (a diverged
+replica is left out and counted). The folders may differ in architecture, preprocessing and
+replicas, not in dataset or validation size:
 
     python -m experiments.evaluate --workdir=runs/mlp --checkpoint=best --corruptions \\
         --plot_dir=runs/mlp/figures --data_dir=../shared/datasets/mnist
     python -m experiments.evaluate --workdir=runs/a --workdir=runs/b --weights=validation \\
         --out=runs/committee.jsonl --table=runs/committee.md
+    python -m experiments.evaluate --workdir=runs/cyclic@4000 --workdir=runs/cyclic \\
+        --weights=accuracy --tta=shifts
 
---weights=validation weighs the members by the validation split (mlp_jax/uses/evaluation.py),
-never the test split; --out appends the committee's record, --table writes its table;
---corruptions adds each folder's test accuracies under experiments.noise's corruptions;
---plot_dir writes the committee's confusion matrix and misclassified digits and, for one folder,
-its training curves and first seed's first-layer weights.
+--workdir=FOLDER@STEP adds that step's checkpoint (a snapshot kept by --keep_every) as members;
+--weights=validation or accuracy weighs the members by the validation split
+(mlp_jax/uses/evaluation.py), never the test split; --tta=shifts averages each member's softmax
+over the image and its 1-pixel shifts (its validation accuracy printed beside test's, to judge
+it by); --out appends the committee's record, --table writes its table; --corruptions adds each
+folder's test accuracies under experiments.noise's corruptions; --plot_dir writes the
+committee's confusion matrix and misclassified digits and, for one folder, its training curves
+and first seed's first-layer weights.
 """
 
 import dataclasses
@@ -28,12 +33,11 @@ import numpy as np
 from experiments import cli
 from mlp_jax.campaign import plots, tables
 from mlp_jax.core import train
-from mlp_jax.store import checkpoints, results
+from mlp_jax.store import results
 from mlp_jax.uses import evaluation, robustness
 
 cli.define_workdir_flag(required=True, multiple=True)
-flags.DEFINE_enum("checkpoint", "latest", checkpoints.WHICH, "Which checkpoint to evaluate.")
-cli.define_weights_flag()
+cli.define_committee_flags()
 flags.DEFINE_boolean("corruptions", False, "Also test under experiments.noise's corruptions.")
 flags.DEFINE_string(
     "plot_dir",
@@ -59,9 +63,11 @@ def accuracy(correct: int, total: int) -> str:
 def print_folder(folder: evaluation.Folder) -> None:
     """Print a work folder's checkpoint and each replica's accuracies (and corruptions)."""
     cfg, progress, split = folder.saved.cfg, folder.saved.progress, folder.data
+    which = f"{folder.which} checkpoint" if isinstance(folder.which, str) else "checkpoint"
+    tta = f", tta {folder.tta}" if folder.tta != "none" else ""
     print(
-        f"{results.default_name(cfg)}: {FLAGS.checkpoint} checkpoint, step {progress.step} of "
-        f"{cfg.total_steps(split.train_x.shape[0])} ({folder.path})"
+        f"{results.default_name(cfg)}: {which}, step {progress.step} of "
+        f"{cfg.total_steps(split.train_x.shape[0])}{tta} ({folder.path})"
     )
     for r, seed in enumerate(folder.saved.seeds):
         diverged = progress.diverged_at_step[r]
@@ -78,13 +84,19 @@ def print_folder(folder: evaluation.Folder) -> None:
 
 
 def print_committee(record: dict) -> None:
-    """Print the committee's test accuracy, its weights when not equal, and how it fares
-    against its best member."""
+    """Print the committee's validation and test accuracies, its weights when not equal, and
+    how it fares against its best member."""
     listed = record["members"]
-    label = evaluation.label(record["entered"], len(listed), len(record["folders"]))
-    print(f"{label}: test_accuracy {accuracy(record['test_correct'], record['test_total'])}")
+    label = evaluation.label(record["entered"], len(listed), record["folders"])
+    tta = f", tta {record['tta']}" if record["tta"] != "none" else ""
+    print(
+        f"{label}{tta}: val_accuracy {accuracy(record['val_correct'], record['val_total'])}  "
+        f"test_accuracy {accuracy(record['test_correct'], record['test_total'])}"
+    )
     if record["weights"] != "equal":
-        weights = "  ".join(f"{m['folder']} seed {m['seed']} {m['weight']:.3f}" for m in listed)
+        weights = "  ".join(
+            f"{m['folder']}@{m['step']} seed {m['seed']} {m['weight']:.3f}" for m in listed
+        )
         print(f"weights ({record['weights']}): {weights}")
     if record["entered"] > 1:
         best = record["best_member"]
@@ -132,7 +144,8 @@ def main(argv: list[str]) -> None:
     del argv
     check_outputs()
     load = evaluation.loader(cli.data_dir(FLAGS.data_dir))
-    folders = evaluation.measure_all(FLAGS.workdir, FLAGS.checkpoint, load)
+    named = evaluation.sources(FLAGS.workdir, FLAGS.checkpoint)
+    folders = evaluation.measure_all(named, load, FLAGS.tta)
     for folder in folders:
         print_folder(folder)
     committee = evaluation.vote(folders, FLAGS.weights)

@@ -184,3 +184,29 @@ def test_affine_components_follow_their_definitions():
     points = grid.reshape(2, -1)
     matrices = mapped @ points.T @ np.linalg.inv(points @ points.T)
     np.testing.assert_allclose(np.linalg.det(matrices), 1.0, atol=1e-4)  # rotation @ shear
+
+
+def test_test_time_views_shift_in_zeros_and_a_zero_shift_changes_nothing(tiny):
+    x = tiny.test_x
+    images = np.asarray(x).reshape(-1, 28, 28)
+    np.testing.assert_array_equal(augment.shift(x, 0, 0), x)
+    down, left = np.zeros_like(images), np.zeros_like(images)
+    down[:, 1:], left[:, :, :-1] = images[:, :-1], images[:, :, 1:]
+    np.testing.assert_array_equal(np.asarray(augment.shift(x, 1, 0)).reshape(-1, 28, 28), down)
+    np.testing.assert_array_equal(np.asarray(augment.shift(x, 0, -1)).reshape(-1, 28, 28), left)
+    assert augment.TEST_VIEWS == {
+        "none": ((0, 0),),
+        "shifts": ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
+    }
+    cfg = Config(hidden=(8,), act="relu", init_scale=0.3, num_seeds=2)
+    replicas = train.init_replicas(cfg, jnp.arange(2), tiny)
+    plain = np.asarray(train.probabilities(cfg, replicas, x))
+    np.testing.assert_array_equal(train.probabilities(cfg, replicas, x, ((0, 0), (0, 0))), plain)
+    views = augment.TEST_VIEWS["shifts"]
+    each = train.probabilities(
+        cfg, replicas, jnp.concatenate([augment.shift(x, *v) for v in views])
+    )
+    shifted = train.probabilities(cfg, replicas, x, views)
+    by_hand = np.asarray(each).reshape(2, len(views), *shifted.shape[1:]).mean(axis=1)
+    np.testing.assert_allclose(shifted, by_hand, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(shifted, plain)

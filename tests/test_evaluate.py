@@ -61,7 +61,9 @@ def printed(stdout: str) -> tuple[int, dict[int, tuple[float, float]], float]:
         )
     }
     right, total = re.search(
-        r"ensemble of 2 of 2 finished replicas: test_accuracy \S+ \((\d+)/(\d+)\)", stdout
+        r"ensemble of 2 of 2 finished replicas: val_accuracy \S+ \(\d+/\d+\)  "
+        r"test_accuracy \S+ \((\d+)/(\d+)\)",
+        stdout,
     ).groups()
     return step, seeds, int(right) / int(total)
 
@@ -134,7 +136,10 @@ def test_evaluate_and_predict_leave_out_diverged_replicas(tmp_path):
     proc = run_ok("experiments.evaluate", f"--workdir={some}", f"--data_dir={folder}")
     assert re.search(r"^seed 1: .*\(diverged at step 7\)$", proc.stdout, re.M)
     right = re.search(
-        r"^ensemble of 2 of 3 finished replicas: test_accuracy \S+ \((\d+)/20\)$", proc.stdout, re.M
+        r"^ensemble of 2 of 3 finished replicas: val_accuracy \S+ \(\d+/10\)  "
+        r"test_accuracy \S+ \((\d+)/20\)$",
+        proc.stdout,
+        re.M,
     ).group(1)
     probs = train.probabilities(cfg, checkpoints.load(some).replicas, dataset.test_x)
     members = np.array([True, False, True])

@@ -82,6 +82,7 @@ def test_effects_give_the_settings_each_consumer_leaves_out():
         "parallel",
         "checkpoint_every",
         "keep_checkpoints",
+        "keep_every",
     }
     assert set(results.NOT_PROTOCOL) == {
         "name",
@@ -93,6 +94,7 @@ def test_effects_give_the_settings_each_consumer_leaves_out():
         "parallel",
         "checkpoint_every",
         "keep_checkpoints",
+        "keep_every",
     }
     assert set(grids.NOT_AXES) == {"name", "seed", "num_seeds", "data_dir"}
 

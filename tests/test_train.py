@@ -10,6 +10,7 @@ import pytest
 
 from mlp_jax.core import config, train
 from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
 from mlp_jax.store import results
 from tests.helpers import assert_trees_close, first_replica, needs_cpu
 
@@ -59,6 +60,12 @@ def test_schedules_reach_their_peak_and_decay():
     cycle = train.make_schedule(Config(schedule="onecycle", warmup_fraction=0.2, lr=0.5), 100)
     assert float(cycle(20)) == pytest.approx(0.5) and float(cycle(0)) < 0.5 / 10
     assert float(cycle(100)) < 1e-4
+    cyclic = train.make_schedule(Config(schedule="cyclic_cosine", cycles=4, lr=0.5), 100)
+    assert [float(cyclic(s)) for s in (0, 25, 50, 75)] == pytest.approx([0.5] * 4)
+    assert float(cyclic(12.5)) == pytest.approx(0.25) and float(cyclic(62.5)) == pytest.approx(0.25)
+    assert float(cyclic(24.9)) < 1e-3 and float(cyclic(100)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(InputError, match=r"^--cycles 101 is more than the run's 100 steps"):
+        train.make_schedule(Config(schedule="cyclic_cosine", cycles=101), 100)
 
 
 def test_each_epoch_is_a_fresh_permutation_without_replacement():

@@ -472,14 +472,16 @@ def _share(value: float | None) -> str:
 
 
 def _member_cells(member: dict) -> list[str]:
-    """Return a committee member's cells: folder, seed, name, preprocessing, weight, accuracies."""
+    """Return a committee member's cells: folder (`FOLDER@STEP`, its checkpoint, where the
+    record knows it), seed, name, preprocessing, weight, accuracies."""
     status = ""
     if member["diverged_at_step"] is not None:
         status = f" (diverged at step {member['diverged_at_step']}, left out)"
     elif not member["entered"]:
         status = " (not finite, left out)"
+    step = f"@{member['step']}" if "step" in member else ""
     return [
-        f"`{member['folder']}`",
+        f"`{member['folder']}{step}`",
         str(member["seed"]),
         member["name"] + status,
         member["preprocess"],
@@ -492,14 +494,16 @@ def _member_cells(member: dict) -> list[str]:
 def committee_markdown(record: dict, header: list[str]) -> str:
     """Render a committee's record (`evaluation.record`) as markdown, `header` lines above: each
     member's accuracies and weight, the committee's, and the test digits it gets right that its
-    best member by validation accuracy misses and the reverse."""
+    best member by validation accuracy misses and the reverse; its weights' cell names its
+    test-time augmentation, if any."""
     columns = ["folder", "seed", "name", "preprocess", "weight", "validation", "test"]
     out = [*header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(_member_cells(m)) + " |" for m in record["members"]]
-    entered, folders = record["entered"], len(record["folders"])
+    tta = record.get("tta", "none")  # older records: none
+    weights = record["weights"] + (f", tta {tta}" if tta != "none" else "")
     out.append(
-        f"| **committee** | | {entered} of {len(record['members'])} replicas from {folders} "
-        f"folder{'s' * (folders != 1)} | | {record['weights']} | "
+        f"| **committee** | | {record['entered']} of {len(record['members'])} replicas from "
+        f"{results.committee_sources(record['folders'])} | | {weights} | "
         f"**{_share(record['val_accuracy'])}** | **{_share(record['test_accuracy'])}** |"
     )
     best = record["best_member"]

@@ -111,6 +111,27 @@ def resample(x: jax.Array, offsets: jax.Array) -> jax.Array:
     return jax.vmap(one)(images, coords).reshape(x.shape)
 
 
+def shift(x: jax.Array, rows: int, cols: int) -> jax.Array:
+    """Move each flat image `rows` pixels down and `cols` right (negative: up, left), zeros
+    moving in; a zero shift returns the images as they are."""
+
+    def inside(by: int) -> jax.Array:
+        source = jnp.arange(SIDE) - by  # the line each output line is read from
+        return (source >= 0) & (source < SIDE)
+
+    images = jnp.roll(x.reshape(-1, SIDE, SIDE), (rows, cols), axis=(1, 2))
+    keep = inside(rows)[:, None] & inside(cols)[None, :]
+    return jnp.where(keep, images, 0.0).reshape(x.shape)
+
+
+Views = tuple[tuple[int, int], ...]  # (rows down, columns right) of each view of an image
+# Test-time augmentation: the views of each image whose softmax a model's prediction averages.
+TEST_VIEWS: dict[str, Views] = {
+    "none": ((0, 0),),
+    "shifts": ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)),
+}
+
+
 Distort = Callable[[jax.Array, int, Strengths], jax.Array]  # key, batch -> sampling offsets
 Perturb = Callable[[jax.Array, jax.Array, Strengths], jax.Array]  # key, images -> images
 

@@ -119,6 +119,12 @@ class Config(Strengths):
     warmup_fraction: float = setting(
         0.05, "Fraction of the steps spent warming up (warmup_cosine, onecycle).", within=FRACTION
     )
+    cycles: int = setting(
+        1,
+        "cyclic_cosine: the run is N cosine decays from --lr, each ending in a snapshot to keep "
+        "(--keep_every).",
+        within=POSITIVE,
+    )
     max_norm: float = setting(
         0.0,
         "Clip each unit's incoming weight vector to this L2 norm after every step (0: off).",
@@ -160,6 +166,12 @@ class Config(Strengths):
         3,
         "With --workdir: keep this many latest checkpoints, and the best.",
         within=POSITIVE,
+        effect="placement",
+    )
+    keep_every: int = setting(
+        0,
+        "With --workdir: also save and keep the checkpoint of every N-th step (0: off).",
+        within=NON_NEGATIVE,
         effect="placement",
     )
     seed: int = setting(

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mlp_jax.core.errors import InputError
+
 
 class Hyperparameters(Protocol):
     """The settings the builders read (`config.Config` has them)."""
@@ -28,6 +30,9 @@ class Hyperparameters(Protocol):
 
     @property
     def warmup_fraction(self) -> float: ...
+
+    @property
+    def cycles(self) -> int: ...
 
 
 Loss = Callable[[jax.Array, jax.Array, float], jax.Array]  # logits, labels, smoothing -> mean
@@ -68,6 +73,20 @@ def warmup_cosine(s: Hyperparameters, total_steps: int) -> optax.Schedule:
     return optax.warmup_cosine_decay_schedule(0.0, s.lr, warmup, total_steps)
 
 
+def cyclic_cosine(s: Hyperparameters, total_steps: int) -> optax.Schedule:
+    """Return --cycles cosine decays from --lr to 0, each restarting where the last ends: a
+    snapshot ensemble's schedule (Huang et al. 2017), its snapshots the cycles' last steps."""
+    if s.cycles > total_steps:
+        raise InputError(
+            f"--cycles {s.cycles} is more than the run's {total_steps} steps; accepted: "
+            f"1..{total_steps}"
+        )
+    ends = [total_steps * (i + 1) // s.cycles for i in range(s.cycles)]
+    lengths = [end - start for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+    decays = [optax.cosine_decay_schedule(s.lr, length) for length in lengths]
+    return optax.join_schedules(decays, ends[:-1])
+
+
 LOSSES: dict[str, Loss] = {"cross_entropy": cross_entropy, "mse": squared_error}
 OPTIMIZERS: dict[str, Optimizer] = {
     "sgd": Optimizer(lambda lr, s: optax.sgd(lr)),
@@ -86,4 +105,5 @@ SCHEDULES: dict[str, Schedule] = {
     "onecycle": lambda s, total_steps: optax.cosine_onecycle_schedule(
         total_steps, s.lr, max(s.warmup_fraction, 1e-3)
     ),
+    "cyclic_cosine": cyclic_cosine,
 }

@@ -269,19 +269,29 @@ def count_correct(
     return correct(data.val_x, data.val_y), correct(data.test_x, data.test_y)
 
 
-def probabilities(cfg: Config, replicas: Replica, x: jax.Array) -> jax.Array:
+def probabilities(
+    cfg: Config,
+    replicas: Replica,
+    x: jax.Array,
+    views: augment.Views = augment.TEST_VIEWS["none"],
+) -> jax.Array:
     """Return each replica's class probabilities for the flat images `x`, shape (replicas, N,
-    classes), computed as its accuracy is measured (moving average, dropout at evaluation)."""
+    classes), computed as its accuracy is measured (moving average, dropout at evaluation):
+    the mean softmax over `views` of each image (`augment.TEST_VIEWS`), the image itself by
+    default."""
     model = make_model(cfg)
 
-    def one(rep):
+    def softmax(rep, images):
         key = eval_dropout_key(rep, cfg.dropout_at_eval)
         variables = eval_params(rep)
         if key is None:
-            return jax.nn.softmax(model.apply(variables, x))
-        return jax.nn.softmax(model.apply(variables, x, train=True, rngs={"dropout": key}))
+            return jax.nn.softmax(model.apply(variables, images))
+        return jax.nn.softmax(model.apply(variables, images, train=True, rngs={"dropout": key}))
 
-    return jax.jit(jax.vmap(one))(replicas)
+    def one(rep, images):
+        return sum(softmax(rep, augment.shift(images, *view)) for view in views) / len(views)
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))(replicas, x)
 
 
 def finished(diverged_at_step: Sequence[int | None], probs: jax.Array) -> np.ndarray:
@@ -464,11 +474,10 @@ class Store(Protocol):
 
 
 def next_stop(step: int, total: int, cfg: Config) -> int:
-    """Return where the chunk starting at `step` ends: the next evaluation, checkpoint or end."""
-    stops = [total, (step // cfg.eval_every + 1) * cfg.eval_every]
-    if cfg.checkpoint_every:
-        stops.append((step // cfg.checkpoint_every + 1) * cfg.checkpoint_every)
-    return min(stops)
+    """Return where the chunk starting at `step` ends: the next evaluation, checkpoint (every
+    --checkpoint_every and --keep_every steps) or end."""
+    every = [cfg.eval_every, cfg.checkpoint_every, cfg.keep_every]
+    return min([total] + [(step // n + 1) * n for n in every if n])
 
 
 def evaluator(cfg: Config, where: parallel.Placement) -> Callable:

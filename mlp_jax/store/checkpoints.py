@@ -24,8 +24,10 @@ and deleted when the folder is opened for training, so the run ends as one never
 loading a saved model (evaluate, predict) deletes nothing. With every checkpoint damaged,
 training and loading stop with one error line (exit code 2): delete the folder to start afresh.
 
-A checkpoint is written at each evaluation (and every --checkpoint_every steps); the latest
---keep_checkpoints and the best evaluated by mean validation accuracy are kept, no other.
+A checkpoint is written at each evaluation (and every --checkpoint_every and --keep_every
+steps); the latest --keep_checkpoints, the best evaluated by mean validation accuracy and, with
+--keep_every=N, those of the steps that are multiples of N (snapshots: `load` reads one by its
+step) are kept, no other.
 Resuming is exact: the same command with the same folder continues from its last checkpoint and,
 on the CPU, ends with the parameters and records (timings aside) of a run never interrupted, even
 after kill -9. A folder whose run has other settings or other data files (their digest) is
@@ -49,6 +51,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import warnings
 
@@ -69,7 +72,8 @@ CONFIG_FILE = "config.json"
 DIGEST_FILE = "digest.json"
 # Settings a resumed run may change: they move no number the run computes.
 RESUMABLE = config.fields_with("label", "placement")
-WHICH = ("latest", "best")
+WHICH = ("latest", "best")  # which checkpoint `load` reads, besides one named by its step
+WHICH_ACCEPTED = "latest, best or a step number"
 HPARAM_METRICS = ("val_accuracy", "test_accuracy", "train_loss")  # a record's, beside its settings
 
 
@@ -94,7 +98,9 @@ def _typed(raw, like):
 
 
 def differing_settings(saved: dict, cfg: Config) -> list[str]:
-    """Return `name saved (here now)` for each setting that differs from the saved run's."""
+    """Return `name saved (here now)` for each setting that differs from the saved run's; a
+    setting newer than the saved run takes its default, as `load` reads config.json."""
+    saved = {**config.to_dict(Config()), **saved}
     return [
         f"--{k} {saved.get(k)!r} (here {v!r})"
         for k, v in config.to_dict(cfg).items()
@@ -226,7 +232,7 @@ class Checkpoints:
 
     def __init__(self, path: str, cfg: Config, data_digest: tuple[tuple[str, str], ...]):
         self.path, self.cfg, self.data_digest = path, cfg, data_digest
-        self.manager = manager(path, cfg.keep_checkpoints)
+        self.manager = manager(path, cfg.keep_checkpoints, cfg.keep_every)
 
     def restore(self, fresh: train.Replica) -> tuple[train.Replica, train.Progress] | None:
         """Return the last usable checkpoint's replicas and progress, or None for a new run."""
@@ -397,17 +403,19 @@ def _orbax_quiet():
         logger.setLevel(level)
 
 
-def manager(path: str, keep: int = 3) -> ocp.CheckpointManager:
-    """Return the Orbax manager of `path`/checkpoints: the latest `keep` and the best kept."""
-    policy = preservation_policy.AnyPreservationPolicy(
-        [
-            preservation_policy.LatestN(keep),
-            # A checkpoint between evaluations has no metrics: LatestN alone keeps it.
-            preservation_policy.BestN(
-                get_metric_fn=_metric, n=1, keep_checkpoints_without_metrics=False
-            ),
-        ]
-    )
+def manager(path: str, keep: int = 3, keep_every: int = 0) -> ocp.CheckpointManager:
+    """Return the Orbax manager of `path`/checkpoints: the latest `keep`, the best and (unless
+    0) every `keep_every`-th step's kept."""
+    policies = [
+        preservation_policy.LatestN(keep),
+        # A checkpoint between evaluations has no metrics: LatestN alone keeps it.
+        preservation_policy.BestN(
+            get_metric_fn=_metric, n=1, keep_checkpoints_without_metrics=False
+        ),
+    ]
+    if keep_every:
+        policies.append(preservation_policy.EveryNSteps(keep_every))
+    policy = preservation_policy.AnyPreservationPolicy(policies)
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy,
         best_fn=_metric,
@@ -511,8 +519,7 @@ def saved_under_other_settings(folder: str, cfg: Config, train_images: int) -> l
     """Return each setting (and the training split's size) that the sealed checkpoint `folder`
     was saved under where it differs from `cfg`'s run on `train_images` training images."""
     saved = _read_digest(folder)["settings"]
-    # A setting newer than the checkpoint takes its default, as `load` reads config.json.
-    differ = differing_settings({**config.to_dict(Config()), **saved["config"]}, cfg)
+    differ = differing_settings(saved["config"], cfg)
     if saved["train_images"] != train_images:
         differ.append(f"{saved['train_images']} training images (here {train_images})")
     return differ
@@ -614,16 +621,50 @@ def read_config(path: str) -> dict:
     return settings
 
 
-def load(path: str, which: str = "latest") -> Saved:
-    """Read the latest (or best) checkpoint of the work folder `path`, without any data."""
-    if which not in WHICH:
-        raise InputError(f"unknown --checkpoint {which!r}; accepted: {', '.join(WHICH)}")
+def as_which(text: str | int) -> str | int | None:
+    """Return the checkpoint `text` names: latest, best or a step number (an int); None when it
+    names none."""
+    if isinstance(text, int) or text in WHICH:
+        return text
+    return int(text) if re.fullmatch("[0-9]+", text) else None
+
+
+def restore_step(
+    mgr: ocp.CheckpointManager, step: int, fresh: train.Replica, cfg: Config, path: str
+) -> tuple[train.Replica, train.Progress]:
+    """Restore checkpoint `step` of `cfg`'s run, shaped like `fresh`; InputError naming the
+    steps kept when it is not kept or not intact: no other step stands in for one named."""
+    kept = sorted(mgr.all_steps())
+    if step not in kept:
+        raise InputError(
+            f"--workdir {path!r} has no checkpoint at step {step}; accepted: a step it keeps "
+            f"({', '.join(map(str, kept)) or 'none'}), latest or best"
+        )
+    _, restored, skipped = _first_usable(mgr, [step], fresh, cfg, path)
+    if restored is None:
+        others = ", ".join(str(s) for s in kept if s != step) or "none"
+        raise InputError(
+            f"--workdir {path!r}: checkpoint {step} cannot be read: {skipped[step]}; accepted: "
+            f"another step ({others}), latest or best"
+        )
+    return restored
+
+
+def load(path: str, which: str | int = "latest") -> Saved:
+    """Read the latest or best checkpoint of the work folder `path`, or that of step `which`
+    (an int), without any data."""
+    if as_which(which) is None:
+        raise InputError(f"unknown --checkpoint {which!r}; accepted: {WHICH_ACCEPTED}")
+    which = as_which(which)
     settings = read_config(path)
     cfg = config.from_dict(settings["config"])
     mgr = manager(path)  # read-only mode would log two warnings; loading saves nothing
     try:
         fresh = abstract_replicas(cfg, settings["train_images"])
-        restored = restore(mgr, fresh, cfg, path, which)
+        if isinstance(which, int):
+            restored = restore_step(mgr, which, fresh, cfg, path)
+        else:
+            restored = restore(mgr, fresh, cfg, path, which)
     finally:
         mgr.close()
     if restored is None:

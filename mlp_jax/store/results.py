@@ -40,6 +40,7 @@ Records written before a field existed may lack it; `read` keeps every line that
 REQUIRED_FIELDS.
 """
 
+from collections.abc import Sequence
 import dataclasses
 import datetime
 import errno
@@ -102,6 +103,14 @@ def _finite(value: float) -> float | None:
 def default_name(cfg: Config) -> str:
     """Return a run name built from the architecture, e.g. mlp-625x441-relu6."""
     return cfg.name or f"mlp-{'x'.join(map(str, cfg.hidden)) or 'linear'}-{cfg.act}"
+
+
+def committee_sources(paths: Sequence[str]) -> str:
+    """Return how a committee's sources are told, a folder once per checkpoint: `2 folders`, or
+    `3 checkpoints of 2 folders` when a folder gives several."""
+    distinct = len({os.path.normpath(path) for path in paths})
+    named = f"{distinct} folder{'s' * (distinct != 1)}"
+    return named if distinct == len(paths) else f"{len(paths)} checkpoints of {named}"
 
 
 def environment() -> dict:

@@ -2,15 +2,30 @@
 committees of saved models: the finished replicas of one or several work folders, of any
 architectures and preprocessing, voting by their averaged softmax.
 
-A member is one replica of one work folder; the replicas of one folder are its members, so a
-committee of one folder is that run's ensemble. A replica that diverged, or whose class
-probabilities are not all finite, is left out and counted. The weights (WEIGHTS) are equal, the
-plain mean as training's ensemble takes it, or chosen on the validation split: never on the test
-split. Members must share the test and validation splits: one dataset, one validation size (each
+A member is one replica of one checkpoint of a work folder (`FOLDER`: --checkpoint's, latest by
+default; `FOLDER@latest`, `FOLDER@best` or `FOLDER@STEP`: that one, a snapshot kept by
+--keep_every); the replicas of one checkpoint are its members, so a committee of one folder is
+that run's ensemble, and two steps of one run are a snapshot ensemble. A suffix per folder, not a
+list of steps beside the folders, keeps each member's checkpoint next to its folder on the
+command line; a folder whose own name ends in `@...` is taken whole when it exists. A replica
+that diverged, or whose class probabilities are not all finite, is left out and counted.
+
+The weights (WEIGHTS) are chosen from the validation split alone, never the test split: `equal`,
+the plain mean as training's ensemble takes it; `validation`, the non-negative weights summing
+to 1 that maximise the validation likelihood; `accuracy`, greedy ensemble selection with
+replacement (Caruana et al. 2004): from an empty committee, ROUNDS times add the member whose
+addition most raises the validation accuracy (of equals, the one making the validation labels
+likeliest, then the first), and weigh each member by its share of the additions up to the round
+with the best validation accuracy (of equals, the likeliest, then the earliest), so the
+committee is at least as right on validation as its best member. Test-time augmentation
+(`augment.TEST_VIEWS`: `shifts`, the image and its 1-pixel shifts) averages each member's softmax
+over views of every image, on validation as on test, so that it is judged like any other choice.
+
+Members must share the test and validation splits: one dataset, one validation size (each
 member's images are preprocessed its own way), and have been trained on the data they are
-measured on, by its digest (a folder made before runs kept it is not checked). A folder named
-twice is refused (each member counts once); one whose training stopped before its last step votes
-as it is, with a warning.
+measured on, by its digest (a folder made before runs kept it is not checked). A checkpoint named
+twice is refused (each member counts once); a folder whose training stopped before its last step
+votes as it is, with a warning.
 """
 
 from collections.abc import Callable, Sequence
@@ -18,13 +33,14 @@ import dataclasses
 import datetime
 import functools
 import os
+from typing import NamedTuple
 import warnings
 
 import jax
 import numpy as np
 from scipy import optimize
 
-from mlp_jax.core import config, data, parallel, preprocess, train
+from mlp_jax.core import augment, config, data, parallel, preprocess, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.data import Dataset
 from mlp_jax.core.errors import InputError
@@ -34,6 +50,38 @@ Loader = Callable[[Config], Dataset]  # the splits a config's run used, preproce
 SAME_SPLITS = ("dataset", "validation_size")  # what members measured together share
 SAME_CLASSES = ("dataset",)  # what members voting on a user's digits share
 TINY = 1e-12  # the least committee probability of a true label that the likelihood counts
+ROUNDS = 50  # additions of greedy selection (`accuracy_weights`): weights in fiftieths
+SOURCE_FORMAT = "FOLDER, FOLDER@latest, FOLDER@best or FOLDER@STEP (a step number)"
+
+
+class Source(NamedTuple):
+    """A --workdir of a committee: a work folder and which of its checkpoints votes."""
+
+    path: str
+    which: str | int  # latest, best or a step (`checkpoints.as_which`)
+    given: str  # the --workdir value, as typed
+
+
+def sources(workdirs: Sequence[str], checkpoint: str) -> list[Source]:
+    """Return the checkpoints that the --workdir values name: `FOLDER@WHICH` that one, a bare
+    `FOLDER` (or an existing folder named with an `@`) the --checkpoint `checkpoint`."""
+    default = checkpoints.as_which(checkpoint)
+    if default is None:
+        raise InputError(
+            f"unknown --checkpoint {checkpoint!r}; accepted: {checkpoints.WHICH_ACCEPTED}"
+        )
+    named = []
+    for workdir in workdirs:
+        path, at, which = workdir.rpartition("@")
+        if not at or os.path.isdir(workdir):
+            named.append(Source(workdir, default, workdir))
+        elif checkpoints.as_which(which) is None:
+            raise InputError(
+                f"--workdir {workdir!r} names checkpoint {which!r}; accepted: {SOURCE_FORMAT}"
+            )
+        else:
+            named.append(Source(path, checkpoints.as_which(which), workdir))
+    return named
 
 
 def check_alike(configs: Sequence[tuple[str, Config]], fields: Sequence[str]) -> None:
@@ -62,18 +110,20 @@ def check_same_data(folders: Sequence[tuple[str, dict]]) -> None:
             )
 
 
-def check_distinct(paths: Sequence[str]) -> None:
-    """Raise InputError when two paths name one work folder (`A`, `A/`, a link to A): a
-    committee counts each member once."""
-    named: dict[str, str] = {}
-    for path in paths:
-        real = os.path.realpath(path)
-        if real in named:
+def check_distinct(named: Sequence[Source], saved: Sequence[checkpoints.Saved]) -> None:
+    """Raise InputError when two --workdir values name one checkpoint of one work folder (`A`,
+    `A/`, a link to A, `A@latest`, `A@STEP` of its latest step): a committee counts each member
+    once."""
+    seen: dict[tuple[str, int], str] = {}
+    for source, run in zip(named, saved, strict=True):
+        checkpoint = (os.path.realpath(source.path), run.progress.step)
+        if checkpoint in seen:
             raise InputError(
-                f"--workdir {path!r} names the work folder of --workdir {named[real]!r} again; "
-                "accepted: each work folder once, so that each replica votes once"
+                f"--workdir {source.given!r} names checkpoint {run.progress.step} of --workdir "
+                f"{seen[checkpoint]!r} again; accepted: each checkpoint once (another one of a "
+                "folder: --workdir=FOLDER@STEP), so that each replica votes once"
             )
-        named[real] = path
+        seen[checkpoint] = source.given
 
 
 def warn_unfinished(path: str, saved: checkpoints.Saved) -> None:
@@ -93,16 +143,17 @@ def warn_unfinished(path: str, saved: checkpoints.Saved) -> None:
         )
 
 
-def read(paths: Sequence[str], which: str, fields: Sequence[str]) -> list[checkpoints.Saved]:
-    """Read the latest (or best) checkpoint of each work folder, first refusing a folder named
-    twice, folders whose configs differ in `fields` and folders trained on other data; warn of
-    each unfinished one."""
-    check_distinct(paths)
+def read(named: Sequence[Source], fields: Sequence[str]) -> list[checkpoints.Saved]:
+    """Read the checkpoint each source names, first refusing folders whose configs differ in
+    `fields` and folders trained on other data, then a checkpoint named twice; warn of each
+    unfinished folder."""
+    paths = [source.path for source in named]
     settings = [checkpoints.read_config(path) for path in paths]
     configs = [config.from_dict(s["config"]) for s in settings]
     check_alike(list(zip(paths, configs, strict=True)), fields)
     check_same_data(list(zip(paths, settings, strict=True)))
-    saved = [checkpoints.load(path, which) for path in paths]
+    saved = [checkpoints.load(source.path, source.which) for source in named]
+    check_distinct(named, saved)
     for path, run in zip(paths, saved, strict=True):
         warn_unfinished(path, run)
     return saved
@@ -139,9 +190,12 @@ def folder_data(path: str, saved: checkpoints.Saved, load: Loader) -> Dataset:
 @dataclasses.dataclass(frozen=True)
 class Folder:
     """One work folder measured: its run, its data (preprocessed its way) and, per replica, the
-    right answers and class probabilities on validation and test, and whether it finished."""
+    right answers and class probabilities on validation and test (under test-time augmentation
+    `tta`), and whether it finished."""
 
     path: str
+    which: str | int  # the checkpoint asked for: latest, best or a step
+    tta: str  # a name in augment.TEST_VIEWS
     saved: checkpoints.Saved
     data: Dataset
     val_correct: np.ndarray  # (replicas,)
@@ -151,19 +205,26 @@ class Folder:
     finished: np.ndarray  # (replicas,) bool: may enter a committee
 
 
-def measure(path: str, saved: checkpoints.Saved, dataset: Dataset) -> Folder:
-    """Measure every replica saved in `path` on `dataset` with `train.fit`'s programs on its
-    layout of replicas and data, so that the accuracies equal the recorded ones."""
+def measure(source: Source, saved: checkpoints.Saved, dataset: Dataset, tta: str) -> Folder:
+    """Measure every replica of the checkpoint `source` names on `dataset` with `train.fit`'s
+    programs on its layout of replicas and data, so that the accuracies equal the recorded ones;
+    under test-time augmentation `tta`, as the averaged softmax of its views classifies."""
     cfg = saved.cfg
     where = parallel.placement(cfg, parallel.select_devices(cfg.devices))
     replicas = jax.device_put(saved.replicas, where.replicas)
     placed = jax.device_put(dataset, where.whole)
-    val, test = train.evaluator(cfg, where)(replicas, placed)
+    views = augment.TEST_VIEWS[tta]
     probs = [
-        np.asarray(train.probabilities(cfg, replicas, x)) for x in (placed.val_x, placed.test_x)
+        np.asarray(train.probabilities(cfg, replicas, x, views))
+        for x in (placed.val_x, placed.test_x)
     ]
+    if tta == "none":
+        correct = [np.asarray(c) for c in train.evaluator(cfg, where)(replicas, placed)]
+    else:
+        labels = (dataset.val_y, dataset.test_y)
+        correct = [right(p, y).sum(axis=-1) for p, y in zip(probs, labels, strict=True)]
     finished = train.finished(saved.progress.diverged_at_step, np.concatenate(probs, axis=1))
-    return Folder(path, saved, dataset, np.asarray(val), np.asarray(test), *probs, finished)
+    return Folder(source.path, source.which, tta, saved, dataset, *correct, *probs, finished)
 
 
 def equal_weights(val_probs: np.ndarray, val_y: np.ndarray, entered: np.ndarray) -> np.ndarray:
@@ -172,14 +233,19 @@ def equal_weights(val_probs: np.ndarray, val_y: np.ndarray, entered: np.ndarray)
     return entered / entered.sum()
 
 
+def check_validation(val_y: np.ndarray, rule: str) -> None:
+    """Raise InputError when there is no validation split to choose weights by `rule` on."""
+    if not len(val_y):
+        raise InputError(
+            f"--weights={rule} needs a validation split, and the runs have --validation_size "
+            "0; accepted: --weights=equal, or runs with a validation split"
+        )
+
+
 def validation_weights(val_probs: np.ndarray, val_y: np.ndarray, entered: np.ndarray) -> np.ndarray:
     """Return the non-negative weights of the entered replicas, summing to 1, that minimise the
     committee's negative log-likelihood of the validation labels (SLSQP from equal weights)."""
-    if not len(val_y):
-        raise InputError(
-            "--weights=validation needs a validation split, and the runs have --validation_size "
-            "0; accepted: --weights=equal, or runs with a validation split"
-        )
+    check_validation(val_y, "validation")
     chosen = np.flatnonzero(entered)
     truth = np.asarray(val_probs, np.float64)[chosen][:, np.arange(len(val_y)), val_y]
 
@@ -200,20 +266,45 @@ def validation_weights(val_probs: np.ndarray, val_y: np.ndarray, entered: np.nda
     return weights
 
 
+def accuracy_weights(val_probs: np.ndarray, val_y: np.ndarray, entered: np.ndarray) -> np.ndarray:
+    """Return the weights of greedy ensemble selection with replacement on the validation split
+    (Caruana et al. 2004), as the module docstring tells."""
+    check_validation(val_y, "accuracy")
+    chosen = np.flatnonzero(entered)
+    probs = np.asarray(val_probs, np.float64)[chosen]
+    images = np.arange(len(val_y))
+    counts, total = np.zeros(len(chosen)), np.zeros(probs.shape[1:])
+    best, best_score = counts, (-1, -np.inf)
+    for additions in range(1, ROUNDS + 1):
+        trials = total + probs  # the committee with each member added
+        correct = (np.argmax(trials, axis=-1) == val_y).sum(axis=-1)
+        likelihood = np.log(np.maximum(trials[:, images, val_y] / additions, TINY)).sum(axis=-1)
+        pick = np.lexsort((-likelihood, -correct))[0]
+        counts, total = counts + np.eye(len(chosen))[pick], trials[pick]
+        if (correct[pick], likelihood[pick]) > best_score:
+            best, best_score = counts, (correct[pick], likelihood[pick])
+    weights = np.zeros(len(entered))
+    weights[chosen] = best / best.sum()
+    return weights
+
+
 # How a committee weighs its members, from their validation outputs alone: (class probabilities
 # (replicas, images, classes), labels, which replicas entered) -> one weight per replica.
 WEIGHTS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
     "equal": equal_weights,
     "validation": validation_weights,
+    "accuracy": accuracy_weights,
 }
 
 
-def label(entered: int, replicas: int, folders: int) -> str:
-    """Return how a printout names a committee: one folder's is its run's ensemble."""
-    if folders == 1:
+def label(entered: int, replicas: int, folders: Sequence[str]) -> str:
+    """Return how a printout names a committee of the checkpoints of `folders` (a folder once
+    per checkpoint): one checkpoint's is its run's ensemble."""
+    if len(folders) == 1:
         return train.ensemble_label(entered, replicas)
     left_out = f" ({replicas - entered} of {replicas} left out)" if entered < replicas else ""
-    return f"committee of {entered} finished replicas from {folders} folders{left_out}"
+    sources = results.committee_sources(folders)
+    return f"committee of {entered} finished replicas from {sources}{left_out}"
 
 
 def check_entered(entered: np.ndarray, paths: Sequence[str]) -> None:
@@ -230,15 +321,17 @@ def committee(
     saved: Sequence[checkpoints.Saved],
     images: np.ndarray,
     weights: np.ndarray | None = None,
+    tta: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the class probabilities of the digits `images` (N, 28, 28) in [0, 1], each work
-    folder's replicas seeing them preprocessed its way, averaged over the finished replicas of
-    every folder (weighted by `weights`, one per replica; None: equally), and which those are
-    (a mask, folder after folder); InputError when none is."""
-    probs, finished = [], []
+    folder's replicas seeing them preprocessed its way (and the views of test-time augmentation
+    `tta`), averaged over the finished replicas of every folder (weighted by `weights`, one per
+    replica; None: equally), and which those are (a mask, folder after folder); InputError when
+    none is."""
+    probs, finished, views = [], [], augment.TEST_VIEWS[tta]
     for run in saved:
         x = preprocess.apply(run.cfg.preprocess, images).reshape(len(images), -1)
-        probs.append(np.asarray(train.probabilities(run.cfg, run.replicas, x)))
+        probs.append(np.asarray(train.probabilities(run.cfg, run.replicas, x, views)))
         finished.append(train.finished(run.progress.diverged_at_step, probs[-1]))
     entered = np.concatenate(finished)
     check_entered(entered, paths)
@@ -294,22 +387,26 @@ def vote(folders: list[Folder], rule: str) -> Committee:
     return Committee(folders, rule, weights, entered, *probs, best)
 
 
-def measure_all(paths: Sequence[str], which: str, load: Loader) -> list[Folder]:
-    """Measure the latest (or best) checkpoint of each work folder on its own data (`load`),
-    first refusing folders that do not share the test and validation splits."""
-    saved = read(paths, which, SAME_SPLITS)
-    return [measure(p, s, folder_data(p, s, load)) for p, s in zip(paths, saved, strict=True)]
+def measure_all(named: Sequence[Source], load: Loader, tta: str = "none") -> list[Folder]:
+    """Measure the checkpoint each source names on its folder's own data (`load`), under
+    test-time augmentation `tta`, first refusing folders that do not share the test and
+    validation splits."""
+    saved = read(named, SAME_SPLITS)
+    return [
+        measure(source, run, folder_data(source.path, run, load), tta)
+        for source, run in zip(named, saved, strict=True)
+    ]
 
 
 def voters(
-    paths: Sequence[str], which: str, rule: str, load: Loader
+    named: Sequence[Source], rule: str, load: Loader, tta: str = "none"
 ) -> tuple[list[checkpoints.Saved], np.ndarray | None]:
-    """Return the runs saved in the work folders `paths` and their replicas' weights under
-    `rule` (WEIGHTS), chosen as `vote` chooses them; equal weights (None) read no data, so the
-    folders need only share their classes."""
+    """Return the runs saved in the checkpoints `named` and their replicas' weights under `rule`
+    (WEIGHTS) and test-time augmentation `tta`, chosen as `vote` chooses them; equal weights
+    (None) read no data, so the folders need only share their classes."""
     if rule == "equal":
-        return read(paths, which, SAME_CLASSES), None
-    chosen = vote(measure_all(paths, which, load), rule)
+        return read(named, SAME_CLASSES), None
+    chosen = vote(measure_all(named, load, tta), rule)
     return [folder.saved for folder in chosen.folders], chosen.weights
 
 
@@ -327,6 +424,7 @@ def scores(c: Committee) -> dict:
     val_correct = int(right(c.val_probs, split.val_y).sum())
     return {
         "val_correct": val_correct,
+        "val_total": len(split.val_y),
         "val_accuracy": accuracy(val_correct, len(split.val_y)),
         "test_correct": int(ours.sum()),
         "test_total": len(split.test_y),
@@ -350,6 +448,7 @@ def members(c: Committee) -> list[dict]:
             listed.append(
                 {
                     "folder": f.path,
+                    "step": f.saved.progress.step,
                     "seed": seed,
                     "name": results.default_name(f.saved.cfg),
                     "preprocess": f.saved.cfg.preprocess,
@@ -365,8 +464,9 @@ def members(c: Committee) -> list[dict]:
 
 def record(c: Committee, which: str, command: str) -> dict:
     """Return the committee's record (one JSON line for `results.append`): its members (folder,
-    seed, name, preprocessing, accuracies, weight), how many entered and were left out, its own
-    accuracies and how it fares against its best member by validation accuracy."""
+    checkpoint step, seed, name, preprocessing, accuracies, weight), how many entered and were
+    left out, its test-time augmentation, its own accuracies and how it fares against its best
+    member by validation accuracy."""
     cfg = c.folders[0].saved.cfg
     listed = members(c)
     return {
@@ -376,6 +476,7 @@ def record(c: Committee, which: str, command: str) -> dict:
         "dataset": cfg.dataset,
         "validation_size": cfg.validation_size,
         "weights": c.rule,
+        "tta": c.folders[0].tta,
         "folders": [f.path for f in c.folders],
         "members": listed,
         "entered": int(c.entered.sum()),
