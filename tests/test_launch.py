@@ -18,7 +18,7 @@ import time
 import pytest
 
 from experiments import cli
-from mlp_jax.campaign import grids, launcher, tables
+from mlp_jax.campaign import engines, grids, launcher, tables
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints, results
@@ -285,6 +285,7 @@ def fake_mlp(tmp_path) -> str:
         f"#!{sys.executable}\n"
         """import json, os, sys, time
 args = dict(a[2:].split("=", 1) for a in sys.argv[3:])
+os.makedirs(args["workdir"], exist_ok=True)
 env = os.environ
 print("trains", args["name"], args["seed"], args["num_seeds"], env.get("CUDA_VISIBLE_DEVICES"),
       env.get("XLA_PYTHON_CLIENT_PREALLOCATE"), flush=True)
@@ -351,10 +352,10 @@ def test_relaunch_plans_only_the_seeds_and_settings_not_recorded():
     assert [(run.seed, run.num_seeds) for run in runs] == [(1, 1), (3, 2)]
     first = runs[0].command
     assert first[:4] == ("py", "-m", "experiments.mlp", "--name=r")
-    assert first[4:8] == ("--steps=50", "--seed=1", "--num_seeds=1", "--out=OUT/results.jsonl")
-    workdir = first[8].removeprefix("--workdir=")
+    assert first[4:7] == ("--steps=50", "--seed=1", "--num_seeds=1")
+    workdir = first[7].removeprefix("--workdir=")
     assert workdir.startswith("OUT/work/r/seeds-1-1-") and runs[0].log == "OUT/logs/r.log"
-    assert not "OUT/results.jsonl".startswith(workdir)  # records reach OUT once
+    assert first[8] == f"--out={workdir}/results.jsonl"  # the launch alone appends to OUT
     records += [{"name": "r", "seed": s, "config": config} for s in (1, 3, 4)]
     assert launcher.missing_runs([row], records, settings) == []
     assert launcher.missing_runs([row], records, dataclasses.replace(settings, seeds=6))
@@ -384,23 +385,23 @@ def test_progress_line_gives_rows_finished_elapsed_and_eta():
 
 
 def test_gpus_are_those_visible_else_those_nvidia_smi_lists(monkeypatch):
-    assert launcher.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
-    assert launcher.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert engines.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert engines.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     listed = subprocess.CompletedProcess([], 0, "GPU 0: H100 (UUID: a)\nGPU 1: H100 (UUID: b)\n")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: listed)
-    assert launcher.visible_gpus({}) == ["0", "1"]
+    assert engines.visible_gpus({}) == ["0", "1"]
 
     def missing(*args, **kwargs):
         raise FileNotFoundError("nvidia-smi")
 
     monkeypatch.setattr(subprocess, "run", missing)
-    assert launcher.visible_gpus({}) == []
+    assert engines.visible_gpus({}) == []
 
 
 def test_job_slots_take_gpus_in_turn_and_share_without_preallocating():
-    assert launcher.slot_environment(3, [], jobs=4) == {}
-    assert launcher.slot_environment(3, ["0", "1"], jobs=2) == {"CUDA_VISIBLE_DEVICES": "1"}
-    assert launcher.slot_environment(2, ["4", "5"], jobs=3) == {
+    assert engines.slot_environment(3, [], jobs=4) == {}
+    assert engines.slot_environment(3, ["0", "1"], jobs=2) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert engines.slot_environment(2, ["4", "5"], jobs=3) == {
         "CUDA_VISIBLE_DEVICES": "4",
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
     }
@@ -441,7 +442,7 @@ def test_a_failed_row_is_reported_and_the_others_run(tmp_path, capsys, monkeypat
 
 
 def test_job_slots_run_on_gpus_in_turn(tmp_path, monkeypatch):
-    monkeypatch.setattr(launcher, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(engines, "visible_gpus", lambda: ["0", "1"])
     assert fake_launch(tmp_path, seeds=1, jobs=3, names="abc")[0] == 0
     logs = [(tmp_path / "out" / "logs" / f"{n}.log").read_text() for n in "abc"]
     assert sorted(log.splitlines()[1].split()[-2] for log in logs) in (
