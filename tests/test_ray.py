@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,8 +28,7 @@ MB = 2**20
 # a real raylet with its workers; `kill NODE` kills a node's raylet and everything it started
 # with SIGKILL, as a lost machine. Fast health checks: a dead node is noticed in about a second.
 CLUSTER = f"""
-import json, sys
-import psutil
+import json, os, signal, sys
 from ray.cluster_utils import Cluster
 small = dict(object_store_memory=100 * {MB}, node_ip_address="127.0.0.1")
 cluster = Cluster(initialize_head=True, head_node_args=dict(
@@ -45,9 +45,18 @@ for line in sys.stdin:
         nodes[node.node_id] = node
         print(json.dumps(node.node_id), flush=True)
     elif command == "kill":
-        raylet = psutil.Process(nodes[argument.strip()].all_processes["raylet"][0].process.pid)
-        for process in [raylet, *raylet.children(recursive=True)]:
-            process.kill()
+        parents = {{}}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = open(f"/proc/{{pid}}/stat").read()
+                parents[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+        tree = [nodes[argument.strip()].all_processes["raylet"][0].process.pid]
+        for pid in tree:
+            tree += [child for child, parent in parents.items() if parent == pid]
+        for pid in tree:
+            os.kill(pid, signal.SIGKILL)
         print(json.dumps("killed"), flush=True)
     elif command == "alive":  # how many nodes the cluster counts alive
         import ray
@@ -153,8 +162,8 @@ def records(out) -> list[dict]:
     return results.read(os.path.join(out, "results.jsonl"))
 
 
-def attempts(log: str) -> list[tuple[datetime.datetime, dict]]:
-    """Return each run started in a log: its start time and `on` part (Ray node, devices)."""
+def attempts(log: str) -> list[tuple[datetime.datetime, str, str]]:
+    """Return each run started in a log: its start time, Ray node and CUDA_VISIBLE_DEVICES."""
     found = []
     with open(log, encoding="utf-8") as lines:
         text = lines.read().splitlines()
@@ -196,7 +205,6 @@ def test_a_study_runs_on_both_nodes_each_run_on_its_own_gpu(ray_cluster, tmp_pat
         log = out / "logs" / f"{record['name']}.log"
         assert record["ray_node"] == attempts(str(log))[0][1]
     assert (out / "table.md").exists()
-    assert finish(ray_cluster.launch(*options)).startswith("nothing to run")
 
 
 def test_a_search_runs_its_two_workers_on_the_cluster(ray_cluster, tmp_path):
@@ -223,56 +231,56 @@ def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_killed_driver_is_resumed_by_the_same_command(ray_cluster, tmp_path):
-    out = tmp_path / "driver"
-    options = ("study", "d", "--axis", "steps=100,2000", "--out", str(out))
+def sealed_steps(out, row: str) -> list[int]:
+    """Return the steps of the sealed checkpoints of a row's work folder(s)."""
+    sealed = glob.glob(str(out / "work" / row / "*" / "checkpoints" / "*" / "digest.json"))
+    return [int(path.split(os.sep)[-2]) for path in sealed]
+
+
+def test_a_killed_driver_and_a_lost_node_lose_nothing(ray_cluster, tmp_path):
+    """The driver killed once a row is recorded: the same command trains the other row alone,
+    from its checkpoint; its node killed mid-run: Ray retries it on the other node, from its
+    checkpoint, and it records what the same command uninterrupted records, number for number."""
+    out = tmp_path / "killed"
+    options = ("study", "k", "--axis", "steps=100,4000", "--out", str(out))
     flags = tuple(f for f in LONG if not f.startswith("--steps"))
     driver = ray_cluster.launch(*options, flags=flags)
-    path = out / "results.jsonl"
-    wait_for(lambda: path.exists() and len(records(out)) == 1, driver, "no first record")
+    wait_for(lambda: (out / "results.jsonl").exists() and records(out), driver, "no record")
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    stdout = finish(ray_cluster.launch(*options, flags=flags))
-    assert "1 row(s) to run" in stdout
-    assert collections.Counter(r["name"] for r in records(out)) == {
-        "steps-100": 1,
-        "steps-2000": 1,
-    }
-    assert len(attempts(str(out / "logs" / "steps-100.log"))) == 1  # trained once
-    assert len(attempts(str(out / "logs" / "steps-2000.log"))) == 2
+    before = max(sealed_steps(out, "steps-4000"), default=0)
 
-
-def test_a_lost_node_s_run_resumes_on_the_other_and_records_what_a_local_launch_does(
-    ray_cluster, tmp_path
-):
-    options = ("study", "k", "--axis", "lr=0.3")
-    out, local_out = tmp_path / "killed", tmp_path / "local"
-    launch = ray_cluster.launch(*options, "--out", str(out), flags=LONG)
-    local = subprocess.Popen(
-        [sys.executable, "-m", "experiments.launch", *options, "--out", str(local_out),
-         "--", *LONG, f"--data_dir={ray_cluster.digits}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    sealed = str(out / "work" / "lr-0.3" / "*" / "checkpoints" / "*" / "digest.json")
+    again = ray_cluster.launch(*options, flags=flags)
+    log = str(out / "logs" / "steps-4000.log")
     wait_for(
-        lambda: any(int(p.split(os.sep)[-2]) >= 600 for p in glob.glob(sealed)),
-        launch,
-        "no checkpoint at step 600",
+        lambda: len(attempts(log)) == 2 and max(sealed_steps(out, "steps-4000")) > before,
+        again,
+        "the relaunch trains nothing",
     )
-    log = str(out / "logs" / "lr-0.3.log")
-    (lost,) = {node for _, node, _ in attempts(log)}
+    lost = attempts(log)[-1][1]
+    killed_at = max(sealed_steps(out, "steps-4000"))
     ray_cluster.kill(lost)
-    finish(launch)
-    finish(local)
-    (record,) = records(out)
-    (whole,) = records(local_out)
+    # The same command, uninterrupted, in a local process of its own.
+    with open(log, encoding="utf-8") as f:
+        command = shlex.split(f.readline().split(": ", 1)[1])
+    local = tmp_path / "local"
+    command = [a for a in command if not a.startswith(("--workdir=", "--out="))]
+    command += [f"--workdir={local}", f"--out={local / 'results.jsonl'}"]
+    uninterrupted = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert "1 row(s) to run" in finish(again)
+
+    made = {r["name"]: r for r in records(out)}
+    assert sorted(made) == ["steps-100", "steps-4000"] and len(records(out)) == 2
+    assert len(attempts(str(out / "logs" / "steps-100.log"))) == 1  # trained once
+    record, (whole,) = made["steps-4000"], records(local)
     assert record["ray_node"] != lost and record["ray_node"] in ray_cluster.nodes
-    assert record["resumed_from_step"] >= 600 and whole["resumed_from_step"] == 0
+    assert [node for _, node, _ in attempts(log)][1:] == [lost, record["ray_node"]]
+    assert record["resumed_from_step"] >= killed_at and whole["resumed_from_step"] == 0
     assert whole["ray_node"] is None and record["host"] == whole["host"]
     assert {k: v for k, v in record.items() if k not in NOT_COMPARED} == {
         k: v for k, v in whole.items() if k not in NOT_COMPARED
     }
-    assert [node for _, node, _ in attempts(log)] == [lost, record["ray_node"]]
 
 
 def only_line(proc: subprocess.Popen, code: int) -> str:
