@@ -20,7 +20,7 @@ import pytest
 from experiments import cli
 from mlp_jax.campaign import engines, grids, launcher, tables
 from mlp_jax.core.config import Config
-from mlp_jax.core.errors import InputError
+from mlp_jax.core.errors import InputError, MachineError
 from mlp_jax.store import checkpoints, results
 from tests.helpers import REPO, run_modules
 from tests.test_tables import record
@@ -199,6 +199,10 @@ BAD_INPUT = [
     (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
     (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),
     (["seed_table", "--", "--seed", "5"], "'--seed' after -- is set by the launch"),
+    (["seed_table", "--gpus_per_run", "1"], "--gpus_per_run is a flag of --engine=ray"),
+    (["seed_table", "--engine=ray", "--jobs", "2"], "--jobs is the local engine's"),
+    (["seed_table", "--engine=ray", "--ray_address=nohost"], "'nohost' is not an address"),
+    (["seed_table", "--engine=ray", "--cpus_per_run=0"], "accepted: more than 0 CPUs"),
 ]
 
 
@@ -361,6 +365,19 @@ def test_relaunch_plans_only_the_seeds_and_settings_not_recorded():
     assert launcher.missing_runs([row], records, dataclasses.replace(settings, seeds=6))
 
 
+def test_a_run_s_records_reach_out_once_however_often_they_are_published(tmp_path):
+    """The launch is OUT's one writer: a run retried or duplicated on another node, or a
+    launch killed after publishing, never records twice."""
+    out, workdir = tmp_path / "out", tmp_path / "out" / "work" / "r" / "seeds-0-1-x"
+    made = [{"name": "r", "seed": seed, "config": {"steps": 5}} for seed in (0, 1)]
+    results.append(made, str(workdir / "results.jsonl"))
+    run = launcher.Run("r", 0, 2, ("py",), str(workdir), str(out / "logs" / "r.log"))
+    assert run.command[-1] == f"--out={workdir}/results.jsonl"
+    assert launcher.publish(run, str(out)) == 2
+    assert launcher.publish(run, str(out)) == 0
+    assert launcher.recorded(str(out)) == made
+
+
 def test_work_folder_differs_in_every_setting_its_run_checks_on_resume():
     """A relaunch with other seeds or settings never finds a work folder holding another run."""
     config = dataclasses.asdict(Config())
@@ -439,6 +456,15 @@ def test_a_failed_row_is_reported_and_the_others_run(tmp_path, capsys, monkeypat
     out = capsys.readouterr().out
     assert f"FAILED: a (1/2, elapsed 0:00:00, eta 0:00:00), see {tmp_path}/out/logs/a.log" in out
     assert recorded_seeds(tmp_path) == {("b", 0): 1, ("b", 1): 1}
+
+
+def test_a_fault_while_publishing_records_ends_the_launch_with_it(tmp_path, monkeypatch):
+    def full_disk(records, path):
+        raise MachineError(f"cannot append {len(records)} records to {path}: No space left")
+
+    monkeypatch.setattr(launcher.results, "append", full_disk)
+    with pytest.raises(MachineError, match="No space left"):
+        fake_launch(tmp_path, seeds=1, names="a")
 
 
 def test_job_slots_run_on_gpus_in_turn(tmp_path, monkeypatch):

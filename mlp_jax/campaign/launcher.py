@@ -378,7 +378,9 @@ def _run_locked(launch: Launch, rows: Sequence[Row], lock_fd: int) -> tuple[int,
     try:
         pending = {pool.submit(rows_.run_row, runs) for runs in plan}
         while pending:
-            _, pending = concurrent.futures.wait(pending, HEARTBEAT_SECONDS)
+            done, pending = concurrent.futures.wait(pending, HEARTBEAT_SECONDS)
+            for future in done:
+                future.result()  # a fault while publishing records ends the launch with it
             clock_.save()
         return (1 if rows_.failed else 0), clock_.save()
     except Interrupted as e:
@@ -388,6 +390,9 @@ def _run_locked(launch: Launch, rows: Sequence[Row], lock_fd: int) -> tuple[int,
         total = clock_.save()
         print(f"stopped by {e}: rerun the same command to resume", file=sys.stderr, flush=True)
         return 128 + e.signum, total
+    except BaseException:
+        rows_.stop()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         engine.close()
