@@ -371,6 +371,7 @@ def test_a_run_s_records_reach_out_once_however_often_they_are_published(tmp_pat
     out, workdir = tmp_path / "out", tmp_path / "out" / "work" / "r" / "seeds-0-1-x"
     made = [{"name": "r", "seed": seed, "config": {"steps": 5}} for seed in (0, 1)]
     results.append(made, str(workdir / "results.jsonl"))
+    results.append(made[1:], str(workdir / "results.jsonl"))  # two attempts recorded seed 1
     run = launcher.Run("r", 0, 2, ("py",), str(workdir), str(out / "logs" / "r.log"))
     assert run.command[-1] == f"--out={workdir}/results.jsonl"
     assert launcher.publish(run, str(out)) == 2

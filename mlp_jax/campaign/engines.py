@@ -237,13 +237,13 @@ def run_on_node(
 
 
 def check_node(out: str, token: str, python: str) -> str:
-    """The Ray task checking a node: return what it lacks (OUT's probe file `token`, the
-    Python), or '' when it has both."""
+    """The Ray task checking a node: return what it lacks (OUT's probe file holding `token`,
+    the Python), or '' when it has both."""
     import ray
 
     node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()})"
     try:
-        with open(os.path.join(out, ".engine-probe"), encoding="utf-8") as f:
+        with open(os.path.join(out, f".engine-probe-{token}"), encoding="utf-8") as f:
             seen = f.read()
     except OSError as e:
         seen = e.strerror
@@ -257,9 +257,9 @@ def check_node(out: str, token: str, python: str) -> str:
     return ""
 
 
-def reach(address: str) -> str | None:
-    """Return the cluster's HOST:PORT for `address` (auto: as Ray finds it; None if it finds
-    none), MachineError unless it answers within CONNECT_SECONDS."""
+def reach(address: str) -> str:
+    """Return the cluster's HOST:PORT for `address` (auto: as Ray finds it); MachineError when
+    there is none or it does not answer within CONNECT_SECONDS."""
     if address == "auto":
         from ray._private import services  # Ray's own lookup of `auto`: $RAY_ADDRESS, ray start
 
@@ -342,7 +342,7 @@ class RayTasks:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         token = uuid.uuid4().hex
-        probe = os.path.join(out, ".engine-probe")
+        probe = os.path.join(out, f".engine-probe-{token}")
         with open(probe, "w", encoding="utf-8") as f:
             f.write(token)
         try:

@@ -182,13 +182,17 @@ def recorded(out: str) -> list[dict]:
 def publish(run: Run, out: str) -> int:
     """Append the records of a finished run (its work folder's) to OUT/results.jsonl, but those
     of a (name, seed, settings) recorded there already; return how many it appended."""
-    held = {(r["name"], r["seed"], results.protocol(r["config"])) for r in recorded(out)}
+
+    def key(record: dict) -> tuple:
+        return record["name"], record["seed"], results.protocol(record["config"])
+
+    held = {key(r) for r in recorded(out)}
     own = os.path.join(run.workdir, "results.jsonl")
-    new = [
-        r
-        for r in (results.read(own) if os.path.exists(own) else [])
-        if (r["name"], r["seed"], results.protocol(r["config"])) not in held
-    ]
+    new = []
+    for record in results.read(own) if os.path.exists(own) else []:
+        if key(record) not in held:  # once, even if the folder holds it twice
+            held.add(key(record))
+            new.append(record)
     if new:
         results.append(new, results_path(out))
     return len(new)
