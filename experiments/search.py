@@ -108,10 +108,10 @@ def worker_command() -> list[str]:
     end = args.index("--") if "--" in args else len(args)
     options, skip = [], False
     for arg in args[:end]:
-        name = arg.lstrip("-").partition("=")[0]
-        if not skip and name not in cli.ENGINE_FLAGS:
+        engine_flag = arg.startswith("-") and arg.lstrip("-").partition("=")[0] in cli.ENGINE_FLAGS
+        if not skip and not engine_flag:
             options.append(arg)
-        skip = not skip and name in cli.ENGINE_FLAGS and "=" not in arg  # its value follows
+        skip = not skip and engine_flag and "=" not in arg  # its value follows
     own = ["--jobs=1", "--confirm=0", "--worker"]  # the last of a flag's values counts
     return [sys.executable, "-m", "experiments.search", *options, *own, *args[end:]]
 

@@ -292,18 +292,6 @@ def only_line(proc: subprocess.Popen, code: int) -> str:
 
 
 def test_errors_before_anything_runs_are_one_line(ray_cluster, tmp_path):
-    unreachable = ray_cluster.start(
-        "experiments.launch", "study", "u", "--axis", "lr=0.3", "--out", str(tmp_path / "u"),
-        "--engine=ray", "--ray_address=127.0.0.1:1",
-    )  # fmt: skip
-    too_big = ray_cluster.launch(
-        "study", "c", "--axis", "lr=0.3", "--out", str(tmp_path / "c"), "--cpus_per_run=4"
-    )
-    assert only_line(unreachable, 3) == (
-        "error: --ray_address 127.0.0.1:1: the cluster cannot be reached (Connection refused); "
-        "start its head with `ray start --head`"
-    )
-    assert only_line(too_big, 2).startswith("error: --cpus_per_run 4 --gpus_per_run 0: no node")
     # A node that mounts no OUT: a tmpfs over the tests' temporary folder in its own mounts.
     hidden, alive = str(tmp_path.parent), ray_cluster.alive()
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
@@ -316,6 +304,18 @@ def test_errors_before_anything_runs_are_one_line(ray_cluster, tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        unreachable = ray_cluster.start(
+            "experiments.launch", "study", "u", "--axis", "lr=0.3", "--out", str(tmp_path / "u"),
+            "--engine=ray", "--ray_address=127.0.0.1:1",
+        )  # fmt: skip
+        too_big = ray_cluster.launch(
+            "study", "c", "--axis", "lr=0.3", "--out", str(tmp_path / "c"), "--cpus_per_run=4"
+        )
+        assert only_line(unreachable, 3) == (
+            "error: --ray_address 127.0.0.1:1: the cluster cannot be reached (Connection "
+            "refused); start its head with `ray start --head`"
+        )
+        assert only_line(too_big, 2).startswith("error: --cpus_per_run 4 --gpus_per_run 0: no")
         wait_for(lambda: ray_cluster.alive() > alive, node, "the node did not join")
         blind = ray_cluster.launch("study", "b", "--axis", "lr=0.3", "--out", str(tmp_path / "b"))
         line = only_line(blind, 2)
