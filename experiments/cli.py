@@ -16,7 +16,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 import jax
 
-from mlp_jax.campaign import grids, tables
+from mlp_jax.campaign import engines, grids, tables
 from mlp_jax.core import augment, config, parallel, settings
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
@@ -83,6 +83,33 @@ def define_committee_flags() -> None:
         list(augment.TEST_VIEWS),
         "Test-time augmentation: each member's mean softmax over the image and its 1-pixel "
         "shifts (shifts), on validation as on test.",
+    )
+
+
+ENGINE_FLAGS = ("engine", "ray_address", "cpus_per_run", "gpus_per_run")
+
+
+def define_engine_flags() -> None:
+    """Define the flags that choose where a campaign's runs execute (campaign/engines.py)."""
+    flags.DEFINE_enum("engine", "local", list(engines.ENGINES), "Where the runs execute.")
+    flags.DEFINE_string(
+        "ray_address", "auto", "With --engine=ray: the cluster's HOST:PORT, or auto."
+    )
+    flags.DEFINE_float("cpus_per_run", 1.0, "With --engine=ray: CPUs each run holds.")
+    flags.DEFINE_float("gpus_per_run", 0.0, "With --engine=ray: GPUs each run holds.")
+
+
+def engine_choice() -> engines.EngineChoice:
+    """Return the engine the flags choose; InputError for a Ray flag given without Ray."""
+    if flags.FLAGS.engine == "local":
+        given = [f"--{name}" for name in ENGINE_FLAGS[1:] if flags.FLAGS[name].present]
+        if given:
+            raise InputError(
+                f"{given[0]} is a flag of --engine=ray; accepted with --engine=local: --jobs"
+            )
+    values = flags.FLAGS
+    return engines.EngineChoice(
+        values.engine, values.ray_address, values.cpus_per_run, values.gpus_per_run
     )
 
 

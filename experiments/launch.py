@@ -2,7 +2,8 @@
 this module; see mlp_jax/campaign/launcher.py for the scheduling and the output folder).
 
     ./launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...] [--seeds N] [--jobs J] [--out DIR]
-        [--list] [--row K] [-- flags for every run]
+        [--list] [--row K] [--engine=ray [--ray_address=HOST:PORT|auto] [--cpus_per_run=C]
+        [--gpus_per_run=G]] [-- flags for every run]
     ./launch.sh search NAME [options of experiments.search] [-- flags for every trial]
 
 A relaunch trains only the (row, seed, settings) runs not yet in DIR/results.jsonl (default
@@ -27,6 +28,14 @@ folder that another launch is writing waits for it, then trains what is still mi
 DIR/wall_seconds adds up every launch into the folder, saved as each row finishes, every 10 s and
 on SIGTERM or SIGINT (a kill -9 loses at most the last 10 s). The launch ends by exporting the
 table as experiments.table does with the same --grid, --axis and flags after `--`.
+
+--engine=ray runs each (row, seed group) as a Ray task on the cluster at --ray_address, with
+--cpus_per_run CPUs and --gpus_per_run GPUs (instead of --jobs: as many at once as the cluster
+holds); OUT must be a folder every node mounts at the same path, as the repository and Python
+are. A task whose node dies is retried on another node, resuming from its last checkpoint; the
+launch alone appends records to DIR/results.jsonl, each run's once (mlp_jax/campaign/engines.py,
+launcher.py). An address that does not answer: one line, exit code 3; no node with a run's CPUs
+and GPUs, or a node that cannot read OUT: one line, exit code 2, before anything runs.
 """
 
 import dataclasses
@@ -43,8 +52,11 @@ from mlp_jax.campaign import grids, launcher
 from mlp_jax.core.errors import InputError
 
 USAGE = " ".join(__doc__.split("\n\n")[1].split())
-VALUED = ("axis", "seeds", "jobs", "out", "row")  # the options that take a value
-ACCEPTED = "--axis FLAG=V1,V2, --seeds N, --jobs J, --out DIR, --row K, --list, -- FLAGS"
+VALUED = ("axis", "seeds", "jobs", "out", "row", *cli.ENGINE_FLAGS)  # options taking a value
+ACCEPTED = (
+    "--axis FLAG=V1,V2, --seeds N, --jobs J, --out DIR, --row K, --list, --engine local|ray, "
+    "--ray_address HOST:PORT|auto, --cpus_per_run C, --gpus_per_run G, -- FLAGS"
+)
 HELP = ("-h", "--help", "--helpshort", "--helpfull")
 
 flags.DEFINE_multi_string("axis", [], f"A study's axis: {grids.AXIS_FORMAT}; repeat per axis.")
@@ -53,6 +65,7 @@ flags.DEFINE_integer("jobs", 1, "Rows trained at a time, each in its own process
 flags.DEFINE_string("out", None, "Output folder (default runs/NAME).")
 flags.DEFINE_string("row", "", "Only this row: its 1-based number or its name.")
 flags.DEFINE_boolean("list", False, "Print one command per row (every seed); train nothing.")
+cli.define_engine_flags()
 FLAGS = flags.FLAGS
 
 
@@ -108,9 +121,16 @@ def main(argv: list[str], names: list[str], extra: list[str], command: str) -> N
         launcher.Row(r.name, (*r.args(), *extra), dataclasses.asdict(cli.row_config(r, extra)))
         for r in grids.select(grids.rows_of(grid, FLAGS.axis, extra), FLAGS.row)
     )
-    launch = launcher.Launch(grid, FLAGS.out or os.path.join("runs", grid), FLAGS.seeds, FLAGS.jobs)
+    engine = cli.engine_choice()
+    if engine.name == "ray" and FLAGS["jobs"].present:
+        raise InputError(
+            "--jobs is the local engine's; accepted with --engine=ray: --cpus_per_run and "
+            "--gpus_per_run (the cluster runs as many at once as its nodes hold)"
+        )
+    out = FLAGS.out or os.path.join("runs", grid)
+    launch = launcher.Launch(grid, out, FLAGS.seeds, FLAGS.jobs, engine=engine)
     if FLAGS.list:  # every run, recorded or not: a finished one's work folder trains nothing
-        print(launcher.shell_lines(launcher.missing_runs(rows, [], launch)), end="")
+        print(launcher.shell_lines(launcher.missing_runs(rows, [], launch), out), end="")
         return
     code, wall = launcher.run(launch, rows)
     if code < 128 and os.path.exists(launcher.results_path(launch.out)):

@@ -3,7 +3,8 @@ trial a run with its work folder and record (mlp_jax/campaign/search.py: the fol
 
     ./launch.sh search NAME [--param FLAG=KIND:...] [--trials N] [--sampler tpe|random|grid]
         [--pruner median|successive_halving|hyperband|none] [--jobs J] [--storage URL]
-        [--examples E] [--confirm K] [--out DIR] [-- flags for every trial]
+        [--examples E] [--confirm K] [--out DIR] [--engine=ray [--ray_address=HOST:PORT|auto]
+        [--cpus_per_run=C] [--gpus_per_run=G]] [-- flags for every trial]
 
 NAME is a space of grids.SPACES (`mlp`) or a new name whose space is the --param flags alone;
 each --param adds a parameter or replaces the space's own for that flag (space.py: the syntax).
@@ -20,6 +21,12 @@ figures in DIR/figures/, and with --confirm K the best trial's settings retraine
 of one machine) or an SQLAlchemy URL such as postgresql://USER@HOST/DB for workers on several
 machines, with Optuna's heartbeat every --heartbeat seconds: a trial silent for twice that is
 retried. Give the password in $PGPASSWORD, not the URL; a password in the URL is shown as ***.
+
+--engine=ray runs the J workers as Ray tasks on the cluster at --ray_address, each holding
+--cpus_per_run CPUs and --gpus_per_run GPUs (logs in DIR/logs/); this process waits for them,
+then writes the table and figures and confirms here. DIR must be a folder every node mounts; the
+workers append their trials' records to DIR/results.jsonl under its file lock, so it must be on
+a filesystem whose locks hold across machines (NFSv4, CephFS, Lustre with -o flock).
 """
 
 import os
@@ -31,7 +38,7 @@ from absl import flags
 import optuna
 
 from experiments import cli
-from mlp_jax.campaign import grids, launcher, tables
+from mlp_jax.campaign import engines, grids, launcher, tables
 from mlp_jax.campaign import search as searching
 from mlp_jax.campaign import space as spaces
 from mlp_jax.core.errors import InputError
@@ -52,6 +59,7 @@ flags.DEFINE_integer("evaluations", 10, "With --examples: evaluations per trial.
 flags.DEFINE_integer("heartbeat", 60, "Seconds between a database's heartbeats.", lower_bound=1)
 flags.DEFINE_integer("confirm", 0, "Retrain the best trial with this many seeds.", lower_bound=0)
 flags.DEFINE_boolean("worker", False, "Only train trials: no table, figures or confirmation.")
+cli.define_engine_flags()
 FLAGS = flags.FLAGS
 
 
@@ -94,34 +102,68 @@ def build(argv: list[str]) -> searching.Search:
     )
 
 
-def start_workers(search: searching.Search, count: int) -> list[subprocess.Popen]:
-    """Start `count` more workers of this search, each logging to OUT/logs/worker_K.log."""
-    os.makedirs(os.path.join(search.out, "logs"), exist_ok=True)
+def worker_command() -> list[str]:
+    """Return the command of one more worker of this search: its flags, no engine's."""
     args = sys.argv[1:]
     end = args.index("--") if "--" in args else len(args)
+    options, skip = [], False
+    for arg in args[:end]:
+        engine_flag = arg.startswith("-") and arg.lstrip("-").partition("=")[0] in cli.ENGINE_FLAGS
+        if not skip and not engine_flag:
+            options.append(arg)
+        skip = not skip and engine_flag and "=" not in arg  # its value follows
     own = ["--jobs=1", "--confirm=0", "--worker"]  # the last of a flag's values counts
-    command = [sys.executable, "-m", "experiments.search", *args[:end], *own, *args[end:]]
+    return [sys.executable, "-m", "experiments.search", *options, *own, *args[end:]]
+
+
+def worker_log(search: searching.Search, k: int) -> str:
+    """Return worker k's log, OUT/logs/worker_K.log (its folder made)."""
+    os.makedirs(os.path.join(search.out, "logs"), exist_ok=True)
+    return os.path.join(search.out, "logs", f"worker_{k}.log")
+
+
+def start_workers(search: searching.Search, count: int) -> list[subprocess.Popen]:
+    """Start `count` more workers of this search, each logging to OUT/logs/worker_K.log."""
     workers = []
     for k in range(1, count + 1):
-        with open(os.path.join(search.out, "logs", f"worker_{k}.log"), "a") as log:
+        with open(worker_log(search, k), "a") as log:
             log.write(f"=== {redacted_command()} (worker {k})\n")
             log.flush()
-            workers.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            workers.append(subprocess.Popen(worker_command(), stdout=log, stderr=subprocess.STDOUT))
     return workers
+
+
+def work_on_ray(
+    search: searching.Search, engine: engines.EngineChoice
+) -> tuple[optuna.Study, list[int]]:
+    """Run the search's --jobs workers as tasks on the Ray cluster; return the study and the
+    workers' exit codes."""
+    study = searching.load(search, cli.config_from_args)
+    tasks = engines.open_engine(engine, search.out, sys.executable)
+    try:
+        jobs = [(worker_command(), worker_log(search, k)) for k in range(1, FLAGS.jobs + 1)]
+        codes = engines.run_all(tasks, jobs)
+    finally:
+        tasks.close()
+    return study, codes
 
 
 def main(argv: list[str]) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is printed below
     search = build(argv)
+    engine = cli.engine_choice()
     print("search:", searching.describe(search), flush=True)
-    children = [] if FLAGS.worker else start_workers(search, FLAGS.jobs - 1)
     command = redacted_command()
-    try:
-        study = searching.work(
-            search, cli.config_from_args, command, lambda line: print(line, flush=True)
-        )
-    finally:
-        codes = [child.wait() for child in children]
+    if engine.name == "ray" and not FLAGS.worker:
+        study, codes = work_on_ray(search, engine)
+    else:
+        children = [] if FLAGS.worker else start_workers(search, FLAGS.jobs - 1)
+        try:
+            study = searching.work(
+                search, cli.config_from_args, command, lambda line: print(line, flush=True)
+            )
+        finally:
+            codes = [child.wait() for child in children]
     if any(codes):
         print(f"error: a worker failed; see {os.path.join(search.out, 'logs')}", file=sys.stderr)
         sys.exit(1)

@@ -18,9 +18,9 @@ import time
 import pytest
 
 from experiments import cli
-from mlp_jax.campaign import grids, launcher, tables
+from mlp_jax.campaign import engines, grids, launcher, tables
 from mlp_jax.core.config import Config
-from mlp_jax.core.errors import InputError
+from mlp_jax.core.errors import InputError, MachineError
 from mlp_jax.store import checkpoints, results
 from tests.helpers import REPO, run_modules
 from tests.test_tables import record
@@ -199,6 +199,10 @@ BAD_INPUT = [
     (["study", "--axis", "act=relu"], "launch.sh GRID|study NAME [--axis FLAG=V1,V2 ...]"),
     (["seed_table", "--", "--noname"], "'--noname' after -- is set by the launch"),
     (["seed_table", "--", "--seed", "5"], "'--seed' after -- is set by the launch"),
+    (["seed_table", "--gpus_per_run", "1"], "--gpus_per_run is a flag of --engine=ray"),
+    (["seed_table", "--engine=ray", "--jobs", "2"], "--jobs is the local engine's"),
+    (["seed_table", "--engine=ray", "--ray_address=nohost"], "'nohost' is not an address"),
+    (["seed_table", "--engine=ray", "--cpus_per_run=0"], "accepted: more than 0 CPUs"),
 ]
 
 
@@ -285,6 +289,7 @@ def fake_mlp(tmp_path) -> str:
         f"#!{sys.executable}\n"
         """import json, os, sys, time
 args = dict(a[2:].split("=", 1) for a in sys.argv[3:])
+os.makedirs(args["workdir"], exist_ok=True)
 env = os.environ
 print("trains", args["name"], args["seed"], args["num_seeds"], env.get("CUDA_VISIBLE_DEVICES"),
       env.get("XLA_PYTHON_CLIENT_PREALLOCATE"), flush=True)
@@ -351,13 +356,27 @@ def test_relaunch_plans_only_the_seeds_and_settings_not_recorded():
     assert [(run.seed, run.num_seeds) for run in runs] == [(1, 1), (3, 2)]
     first = runs[0].command
     assert first[:4] == ("py", "-m", "experiments.mlp", "--name=r")
-    assert first[4:8] == ("--steps=50", "--seed=1", "--num_seeds=1", "--out=OUT/results.jsonl")
-    workdir = first[8].removeprefix("--workdir=")
+    assert first[4:7] == ("--steps=50", "--seed=1", "--num_seeds=1")
+    workdir = first[7].removeprefix("--workdir=")
     assert workdir.startswith("OUT/work/r/seeds-1-1-") and runs[0].log == "OUT/logs/r.log"
-    assert not "OUT/results.jsonl".startswith(workdir)  # records reach OUT once
+    assert first[8] == f"--out={workdir}/results.jsonl"  # the launch alone appends to OUT
     records += [{"name": "r", "seed": s, "config": config} for s in (1, 3, 4)]
     assert launcher.missing_runs([row], records, settings) == []
     assert launcher.missing_runs([row], records, dataclasses.replace(settings, seeds=6))
+
+
+def test_a_run_s_records_reach_out_once_however_often_they_are_published(tmp_path):
+    """The launch is OUT's one writer: a run retried or duplicated on another node, or a
+    launch killed after publishing, never records twice."""
+    out, workdir = tmp_path / "out", tmp_path / "out" / "work" / "r" / "seeds-0-1-x"
+    made = [{"name": "r", "seed": seed, "config": {"steps": 5}} for seed in (0, 1)]
+    results.append(made, str(workdir / "results.jsonl"))
+    results.append(made[1:], str(workdir / "results.jsonl"))  # two attempts recorded seed 1
+    run = launcher.Run("r", 0, 2, ("py",), str(workdir), str(out / "logs" / "r.log"))
+    assert run.command[-1] == f"--out={workdir}/results.jsonl"
+    assert launcher.publish(run, str(out)) == 2
+    assert launcher.publish(run, str(out)) == 0
+    assert launcher.recorded(str(out)) == made
 
 
 def test_work_folder_differs_in_every_setting_its_run_checks_on_resume():
@@ -384,23 +403,23 @@ def test_progress_line_gives_rows_finished_elapsed_and_eta():
 
 
 def test_gpus_are_those_visible_else_those_nvidia_smi_lists(monkeypatch):
-    assert launcher.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
-    assert launcher.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert engines.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert engines.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
     listed = subprocess.CompletedProcess([], 0, "GPU 0: H100 (UUID: a)\nGPU 1: H100 (UUID: b)\n")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: listed)
-    assert launcher.visible_gpus({}) == ["0", "1"]
+    assert engines.visible_gpus({}) == ["0", "1"]
 
     def missing(*args, **kwargs):
         raise FileNotFoundError("nvidia-smi")
 
     monkeypatch.setattr(subprocess, "run", missing)
-    assert launcher.visible_gpus({}) == []
+    assert engines.visible_gpus({}) == []
 
 
 def test_job_slots_take_gpus_in_turn_and_share_without_preallocating():
-    assert launcher.slot_environment(3, [], jobs=4) == {}
-    assert launcher.slot_environment(3, ["0", "1"], jobs=2) == {"CUDA_VISIBLE_DEVICES": "1"}
-    assert launcher.slot_environment(2, ["4", "5"], jobs=3) == {
+    assert engines.slot_environment(3, [], jobs=4) == {}
+    assert engines.slot_environment(3, ["0", "1"], jobs=2) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert engines.slot_environment(2, ["4", "5"], jobs=3) == {
         "CUDA_VISIBLE_DEVICES": "4",
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
     }
@@ -440,8 +459,17 @@ def test_a_failed_row_is_reported_and_the_others_run(tmp_path, capsys, monkeypat
     assert recorded_seeds(tmp_path) == {("b", 0): 1, ("b", 1): 1}
 
 
+def test_a_fault_while_publishing_records_ends_the_launch_with_it(tmp_path, monkeypatch):
+    def full_disk(records, path):
+        raise MachineError(f"cannot append {len(records)} records to {path}: No space left")
+
+    monkeypatch.setattr(launcher.results, "append", full_disk)
+    with pytest.raises(MachineError, match="No space left"):
+        fake_launch(tmp_path, seeds=1, names="a")
+
+
 def test_job_slots_run_on_gpus_in_turn(tmp_path, monkeypatch):
-    monkeypatch.setattr(launcher, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(engines, "visible_gpus", lambda: ["0", "1"])
     assert fake_launch(tmp_path, seeds=1, jobs=3, names="abc")[0] == 0
     logs = [(tmp_path / "out" / "logs" / f"{n}.log").read_text() for n in "abc"]
     assert sorted(log.splitlines()[1].split()[-2] for log in logs) in (

@@ -1,5 +1,6 @@
 """The launcher's scheduler: which (row, seed, settings) runs of a grid are missing, and running
-them as `experiments.mlp` processes, `jobs` at a time, into one output folder OUT:
+them as `experiments.mlp` processes on an engine (campaign/engines.py: `jobs` local job slots, or
+Ray tasks on a cluster), into one output folder OUT:
 
     OUT/results.jsonl             the records of every run (what decides which runs are missing)
     OUT/logs/ROW.log              each row's output, appended by every launch that runs the row
@@ -11,13 +12,20 @@ A row's missing seeds run as contiguous groups (seeds {0, 2} recorded and 4 aske
 then seeds 3); each group is one process training its seeds together. A work folder is named
 by its seeds and by a digest of every setting its run checks on resume, so a relaunch with other
 seeds or other flags starts its own folder and never finds one holding other settings.
+
+One writer: a run records into its own work folder's results.jsonl alone, and the launch, once
+the run has ended, appends those records to OUT/results.jsonl, skipping any OUT holds already.
+On a cluster the runs' nodes share OUT through a network filesystem, where appends from several
+machines are not atomic and file locks hold only where the filesystem and its mount options
+support them; a launch on one machine is the only process that writes OUT/results.jsonl, so no
+run retried or duplicated on another node can record twice or cut a record. (`--list`'s
+commands, run by hand, append to OUT/results.jsonl themselves.)
 """
 
 from collections.abc import Iterable, Sequence
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime
 import fcntl
 import hashlib
 import json
@@ -25,11 +33,11 @@ import os
 import queue
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
 
+from mlp_jax.campaign import engines
 from mlp_jax.core.errors import InputError
 from mlp_jax.store import checkpoints, results
 
@@ -51,24 +59,32 @@ class Row:
 @dataclasses.dataclass(frozen=True)
 class Launch:
     """What to launch: `seeds` seeds (0..seeds-1) of every row of `grid` into folder `out`,
-    `jobs` processes at a time, each run by `python`."""
+    each run by `python`, on `engine`: local, `jobs` processes at a time, or a Ray cluster."""
 
     grid: str
     out: str
     seeds: int = 1
     jobs: int = 1
     python: str = sys.executable
+    engine: engines.EngineChoice = dataclasses.field(default_factory=engines.EngineChoice)
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One `experiments.mlp` process: seeds seed..seed+num_seeds-1 of a row."""
+    """One `experiments.mlp` process: seeds seed..seed+num_seeds-1 of a row, run by `args` and
+    its records' file, in work folder `workdir`."""
 
     row: str
     seed: int
     num_seeds: int
-    command: tuple[str, ...]
+    args: tuple[str, ...]
+    workdir: str
     log: str
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """The command the launch runs: the records go to the work folder alone."""
+        return (*self.args, f"--out={os.path.join(self.workdir, 'results.jsonl')}")
 
 
 def refuse_launch_flags(extra: Sequence[str]) -> None:
@@ -138,26 +154,20 @@ def missing_runs(rows: Sequence[Row], records: list[dict], launch: Launch) -> li
     for row in rows:
         done = results.done_seeds(records, row.name, row.config)
         missing = [seed for seed in range(launch.seeds) if seed not in done]
-        runs = [
-            Run(
-                row.name,
-                seed,
-                count,
-                (
-                    launch.python,
-                    "-m",
-                    "experiments.mlp",
-                    f"--name={row.name}",
-                    *row.args,
-                    f"--seed={seed}",
-                    f"--num_seeds={count}",
-                    f"--out={results_path(launch.out)}",
-                    f"--workdir={work_folder(launch.out, row.name, row.config, seed, count)}",
-                ),
-                log_path(launch.out, row.name),
+        runs = []
+        for seed, count in seed_groups(missing):
+            workdir = work_folder(launch.out, row.name, row.config, seed, count)
+            args = (
+                launch.python,
+                "-m",
+                "experiments.mlp",
+                f"--name={row.name}",
+                *row.args,
+                f"--seed={seed}",
+                f"--num_seeds={count}",
+                f"--workdir={workdir}",
             )
-            for seed, count in seed_groups(missing)
-        ]
+            runs.append(Run(row.name, seed, count, args, workdir, log_path(launch.out, row.name)))
         if runs:
             plan.append(runs)
     return plan
@@ -169,10 +179,33 @@ def recorded(out: str) -> list[dict]:
     return results.read(path) if os.path.exists(path) else []
 
 
-def shell_lines(plan: list[list[Run]]) -> str:
-    """Return one shell command per run, its output appended to its row's log (for --list)."""
-    runs = [run for row_runs in plan for run in row_runs]
-    return "".join(f"{shlex.join(run.command)} >> {shlex.quote(run.log)} 2>&1\n" for run in runs)
+def publish(run: Run, out: str) -> int:
+    """Append the records of a finished run (its work folder's) to OUT/results.jsonl, but those
+    of a (name, seed, settings) recorded there already; return how many it appended."""
+
+    def key(record: dict) -> tuple:
+        return record["name"], record["seed"], results.protocol(record["config"])
+
+    held = {key(r) for r in recorded(out)}
+    own = os.path.join(run.workdir, "results.jsonl")
+    new = []
+    for record in results.read(own) if os.path.exists(own) else []:
+        if key(record) not in held:  # once, even if the folder holds it twice
+            held.add(key(record))
+            new.append(record)
+    if new:
+        results.append(new, results_path(out))
+    return len(new)
+
+
+def shell_lines(plan: list[list[Run]], out: str) -> str:
+    """Return one shell command per run, its records appended to OUT/results.jsonl and its output
+    to its row's log (for --list)."""
+    lines = []
+    for run in (run for row_runs in plan for run in row_runs):
+        command = shlex.join((*run.args, f"--out={results_path(out)}"))
+        lines.append(f"{command} >> {shlex.quote(run.log)} 2>&1\n")
+    return "".join(lines)
 
 
 def clock(seconds: float) -> str:
@@ -190,38 +223,6 @@ def progress_line(
     done, left = len(busy), total - len(busy)
     eta = sum(busy) / done * left / min(jobs, left) if done and left else 0.0
     return f"{label} ({done}/{total}, elapsed {clock(elapsed)}, eta {clock(eta)}){suffix}"
-
-
-def visible_gpus(environ: dict | None = None) -> list[str]:
-    """Return the GPUs the runs may use: those in CUDA_VISIBLE_DEVICES when it is set, else one
-    per GPU that `nvidia-smi -L` lists (none without it). Not asked of jax: that would start a
-    CUDA client here and take GPU memory from the runs."""
-    environ = os.environ if environ is None else environ
-    if "CUDA_VISIBLE_DEVICES" in environ:
-        return [gpu for gpu in environ["CUDA_VISIBLE_DEVICES"].split(",") if gpu.strip()]
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    count = sum(line.startswith("GPU") for line in listed.stdout.splitlines())
-    return [str(i) for i in range(count)]
-
-
-def slot_environment(slot: int, gpus: Sequence[str], jobs: int) -> dict[str, str]:
-    """Return the environment settings of job slot `slot`: its GPU (slot mod the GPUs), and no
-    preallocation of GPU memory when several slots share a GPU."""
-    if not gpus:
-        return {}
-    settings = {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]}
-    if jobs > len(gpus):
-        settings["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    return settings
-
-
-def log_header(run: Run) -> str:
-    """Return the line that opens a run's part of its row's log."""
-    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return f"=== {now} {shlex.join(run.command)}\n"
 
 
 class WallClock:
@@ -288,19 +289,17 @@ def _interrupt(signum: int, frame) -> None:
     raise Interrupted(signum)
 
 
-class _Slots:
-    """Runs rows in `jobs` job slots, each row's runs one after the other; reports each finished
-    row."""
+class _Rows:
+    """Runs rows on an engine, each row's runs one after the other in one of its slots, their
+    records published to OUT; reports each finished row."""
 
-    def __init__(self, launch: Launch, total: int, clock_: WallClock, lock_fd: int):
-        self.launch, self.total, self.clock, self.lock_fd = launch, total, clock_, lock_fd
-        self.gpus = visible_gpus()
+    def __init__(self, launch: Launch, engine: engines.Engine, total: int, clock_: WallClock):
+        self.launch, self.engine, self.total, self.clock = launch, engine, total, clock_
         self.free: queue.Queue[int] = queue.Queue()
-        for slot in range(launch.jobs):
+        for slot in range(engine.slots):
             self.free.put(slot)
         self.busy: list[float] = []
         self.failed: list[str] = []
-        self.running: set[subprocess.Popen] = set()
         self.stopping = False
         self._lock = threading.Lock()
 
@@ -309,28 +308,17 @@ class _Slots:
         slot = self.free.get()
         try:
             begin = time.monotonic()
-            env = {**os.environ, **slot_environment(slot, self.gpus, self.launch.jobs)}
-            ok = all(self._run(run, env) == 0 for run in runs)
+            ok = all(self._run(run, slot) for run in runs)
             self._report(runs[0], time.monotonic() - begin, ok)
         finally:
             self.free.put(slot)
 
-    def _run(self, run: Run, env: dict) -> int:
-        with open(run.log, "a", encoding="utf-8") as log:
-            with self._lock:
-                if self.stopping:
-                    return -signal.SIGTERM
-                log.write(log_header(run))
-                log.flush()
-                proc = subprocess.Popen(
-                    run.command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                    pass_fds=(self.lock_fd,),
-                )  # fmt: skip
-                self.running.add(proc)
-            code = proc.wait()
-            with self._lock:
-                self.running.discard(proc)
-            return code
+    def _run(self, run: Run, slot: int) -> bool:
+        if self.engine.run(run.command, run.log, slot, run.workdir) != 0:
+            return False
+        with self._lock:  # one publisher at a time: none appends what another has
+            publish(run, self.launch.out)
+        return True
 
     def _report(self, run: Run, seconds: float, ok: bool) -> None:
         with self._lock:
@@ -342,7 +330,7 @@ class _Slots:
                 self.failed.append(run.row)
             line = progress_line(
                 f"{label}: {run.row}", self.busy, self.total, self.clock.elapsed(),
-                self.launch.jobs, suffix,
+                self.engine.slots, suffix,
             )  # fmt: skip
             print(line, flush=True)
         self.clock.save()
@@ -351,11 +339,7 @@ class _Slots:
         """Start no more runs and end those running (SIGTERM: they checkpoint-resume later)."""
         with self._lock:
             self.stopping = True
-            running = list(self.running)
-        for proc in running:
-            proc.terminate()
-        for proc in running:
-            proc.wait()
+        self.engine.stop()
 
 
 def run(launch: Launch, rows: Sequence[Row]) -> tuple[int, float]:
@@ -385,25 +369,34 @@ def _run_locked(launch: Launch, rows: Sequence[Row], lock_fd: int) -> tuple[int,
             f"{results_path(launch.out)}"
         )
         return 0, clock_.save()
+    engine = engines.open_engine(launch.engine, launch.out, launch.python, launch.jobs, lock_fd)
+    for s in (signal.SIGTERM, signal.SIGINT):  # ours again, whatever the engine's client set
+        signal.signal(s, _interrupt)
+    rows_ = _Rows(launch, engine, len(plan), clock_)
+    pool = concurrent.futures.ThreadPoolExecutor(engine.slots)
     print(
-        f"{len(plan)} row(s) to run, {launch.jobs} at a time; logs in "
+        f"{len(plan)} row(s) to run, {engine.slots} at a time ({launch.engine.name}); logs in "
         f"{os.path.join(launch.out, 'logs')}",
         flush=True,
     )
-    slots = _Slots(launch, len(plan), clock_, lock_fd)
-    pool = concurrent.futures.ThreadPoolExecutor(launch.jobs)
     try:
-        pending = {pool.submit(slots.run_row, runs) for runs in plan}
+        pending = {pool.submit(rows_.run_row, runs) for runs in plan}
         while pending:
-            _, pending = concurrent.futures.wait(pending, HEARTBEAT_SECONDS)
+            done, pending = concurrent.futures.wait(pending, HEARTBEAT_SECONDS)
+            for future in done:
+                future.result()  # a fault while publishing records ends the launch with it
             clock_.save()
-        return (1 if slots.failed else 0), clock_.save()
+        return (1 if rows_.failed else 0), clock_.save()
     except Interrupted as e:
         for s in (signal.SIGTERM, signal.SIGINT):  # a second signal: still end the runs
             signal.signal(s, signal.SIG_IGN)
-        slots.stop()
+        rows_.stop()
         total = clock_.save()
         print(f"stopped by {e}: rerun the same command to resume", file=sys.stderr, flush=True)
         return 128 + e.signum, total
+    except BaseException:
+        rows_.stop()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        engine.close()

@@ -480,6 +480,13 @@ def progress(study: optuna.Study, search: Search, record: dict, start: float) ->
     )
 
 
+def load(search: Search, configure: Callable[[list[str]], Config]) -> optuna.Study:
+    """Return the search's study, created if new; InputError when it was started otherwise."""
+    base = configure(list(search.extra))
+    os.makedirs(search.out, exist_ok=True)
+    return open_study(search, base, open_storage(search))
+
+
 def work(
     search: Search,
     configure: Callable[[list[str]], Config],

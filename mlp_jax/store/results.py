@@ -32,6 +32,8 @@ seconds_to_target, train_seconds_to_target):
     device                     str: device kind, e.g. "NVIDIA H100 80GB HBM3"
     device_count               int: devices the run trained on
     cpus                       int: CPUs of the host
+    host                       str: name of the machine that ran the run (socket.gethostname)
+    ray_node                   str | null: the Ray node that ran it (launch --engine=ray)
     versions                   object: versions of jax, flax and optax
     time                       str: UTC time the record was made, ISO 8601
     history                    list: per evaluation, step, train_loss, val_accuracy, test_accuracy
@@ -48,6 +50,7 @@ import fcntl
 import json
 import math
 import os
+import socket
 import stat
 import warnings
 
@@ -85,11 +88,14 @@ RECORD_FIELDS = (
     "device",
     "device_count",
     "cpus",
+    "host",
+    "ray_node",
     "versions",
     "time",
     "history",
 )
 REQUIRED_FIELDS = ("name", "seed", "config")  # what telling recorded runs apart needs
+RAY_NODE_ENV = "MLP_JAX_RAY_NODE"  # set by the Ray engine to the node id a run's task runs on
 # Settings that change what a run computes by float rounding at most, left out when runs are
 # matched.
 NOT_PROTOCOL = fields_with("label", "placement", "replica", "reporting")
@@ -149,6 +155,8 @@ def run_records(
         "replicas_trained_together": len(result.seeds),
         "device_count": result.device_count,
         **environment(),
+        "host": socket.gethostname(),
+        "ray_node": os.environ.get(RAY_NODE_ENV),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     records = []
