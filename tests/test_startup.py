@@ -15,6 +15,7 @@ from mlp_jax.campaign import launcher
 from mlp_jax.core import train
 from mlp_jax.core.config import Config
 from tests.helpers import REPO, needs_cpu
+from tests.test_cli import check_one_line_error, run_in_process
 
 # What a training run never uses: each costs from a quarter of a second to seconds to import.
 UNUSED_BY_A_RUN = ("scipy", "matplotlib", "tensorflow", "tensorflow_datasets", "optuna")
@@ -87,3 +88,26 @@ def test_every_run_of_a_launch_shares_one_cache_under_its_folder(tmp_path):
     plan = launcher.missing_runs(rows, [], launcher.Launch("g", out, seeds=1))
     flags = {arg for runs in plan for run in runs for arg in run.command}
     assert f"--compilation_cache={os.path.join(out, 'compilation_cache')}" in flags
+
+
+@needs_cpu
+def test_a_damaged_cache_entry_is_compiled_again_with_a_warning(tiny, tmp_path, cache_hits):
+    folder = str(tmp_path / "compilation_cache")
+    train.cache_compilations(folder)
+    cfg = Config(hidden=(8,), steps=4, eval_every=2, batch_size=5, validation_size=10)
+    first = train.fit(cfg, tiny)
+    for name in os.listdir(folder):  # as a run killed while writing them would leave them
+        path = os.path.join(folder, name)
+        os.truncate(path, os.path.getsize(path) // 2)
+    with pytest.warns(UserWarning, match="Error reading persistent compilation cache entry"):
+        second = train.fit(dataclasses.replace(cfg, name="again"), tiny)
+    assert cache_hits == []
+    np.testing.assert_array_equal(second.test_accuracy, first.test_accuracy)
+
+
+def test_an_unwritable_compilation_cache_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("")
+    proc = run_in_process(
+        monkeypatch, capsys, "--steps=1", f"--compilation_cache={tmp_path / 'file' / 'cache'}"
+    )
+    check_one_line_error(proc, "--compilation_cache")
