@@ -731,12 +731,25 @@ def startup_markdown(report: dict) -> str:
         f"{report['date']} · {report['cpus']} CPU cores · jax {report['versions']['jax']} · "
         f"load before: {report['load_before']} · after: {report['load_after']}",
         "",
-        "| from process start to | median s | every round, s |",
-        "|---|---:|---|",
+        "Seconds from process start to the first training step (`import jax, flax, optax`: to "
+        "its end), and the median over rounds of each round's ratio to the import's and to the "
+        "baseline's (the machine's speed drifts; a round's starts are seconds apart):",
+        "",
+        "| from process start to | median s | / import | / baseline | every round, s |",
+        "|---|---:|---:|---:|---|",
     ]
-    for kind, m in report["starts"].items():
+    starts = report["starts"]
+    floor = starts["import jax, flax, optax"]["all_seconds"]
+    baseline = starts.get("baseline checkout", {}).get("all_seconds")
+    for kind, m in starts.items():
         every = ", ".join(f"{s:.2f}" for s in m["all_seconds"])
-        lines.append(f"| {kind} | {m['median_seconds']:.2f} | {every} |")
+        ratios = [
+            f"{statistics.median(a / b for a, b in zip(m['all_seconds'], to, strict=True)):.2f}"
+            if to
+            else "—"
+            for to in (floor, baseline)
+        ]
+        lines.append(f"| {kind} | {m['median_seconds']:.2f} | {' | '.join(ratios)} | {every} |")
     if report["studies"]:
         lines += [
             "",
