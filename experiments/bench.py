@@ -10,12 +10,20 @@ throughput against batch size, replicas (`num_seeds`) and width, with a plot.
 
     python -m experiments.bench --data_dir=../shared/datasets/mnist --sweep \\
         --out_dir=results/bench/cpu     # about 9 minutes on 2 CPU cores
+
+`--startup` measures instead what a run costs besides training: the seconds from a process's
+start to the first training step of `experiments.mlp` (compilation included) with no, a cold and
+a warm compilation cache, beside `import jax, flax, optax` alone and, with `--baseline=DIR`, an
+earlier checkout of this repository, interleaved `--repeats` times; with `--study_axis`, a study
+launched in each checkout against the sum of its runs' training times.
 """
 
 import dataclasses
 import datetime
 import json
 import os
+import sys
+import tempfile
 
 from absl import flags
 import jax
@@ -42,6 +50,17 @@ flags.DEFINE_boolean(
     "Only measure what a work folder costs the main job (its 10,000 steps with a checkpoint and "
     "TensorBoard events at each evaluation), against the same run without, --repeats times.",
 )
+flags.DEFINE_boolean(
+    "startup",
+    False,
+    "Only measure each run's overhead: process start to its first training step, and a study's "
+    "wall time against its runs' training times (see the module's help).",
+)
+flags.DEFINE_string("baseline", None, "With --startup: an earlier checkout, timed beside this one.")
+flags.DEFINE_multi_string(
+    "study_axis", [], "With --startup: an axis of a study launched in each checkout."
+)
+flags.DEFINE_integer("study_steps", 5000, "With --startup: steps of each of the study's runs.")
 flags.DEFINE_list("platforms", None, "Platforms to measure (default: cpu and the default one).")
 cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_string("json", None, "Also write the measurements to this JSON file.")
@@ -79,8 +98,50 @@ def bench_config() -> benchmark.BenchConfig:
     )
 
 
+def startup_config(out: str) -> benchmark.StartupConfig:
+    """Turn the flags into the per-run overhead benchmark's config; runs record into `out`."""
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data_dir = cli.data_dir(FLAGS.data_dir)
+    run_args = [f"--hidden={FLAGS.hidden}", f"--act={FLAGS.act}", f"--out={out}"]
+    return benchmark.StartupConfig(
+        run_args=(*run_args, *([f"--data_dir={os.path.abspath(data_dir)}"] if data_dir else [])),
+        checkout=checkout,
+        baseline=os.path.abspath(FLAGS.baseline) if FLAGS.baseline else None,
+        python=sys.executable,
+        repeats=FLAGS.repeats,
+        study_axes=tuple(FLAGS.study_axis),
+        study_steps=FLAGS.study_steps,
+    )
+
+
+def measure_startup() -> None:
+    """Measure and print the per-run overhead; write startup.json and startup.md to --out_dir."""
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    with tempfile.TemporaryDirectory() as out:
+        measured = benchmark.startup(startup_config(os.path.join(out, "results.jsonl")))
+    report = {
+        "command": cli.command(),
+        "date": datetime.date.today().isoformat(),
+        **results.environment(),
+        "load_before": load_before,
+        "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        **measured,
+    }
+    text = benchmark.startup_markdown(report)
+    print(text)
+    if FLAGS.out_dir:
+        os.makedirs(FLAGS.out_dir, exist_ok=True)
+        results.write_text(os.path.join(FLAGS.out_dir, "startup.md"), text)
+        results.write_text(
+            os.path.join(FLAGS.out_dir, "startup.json"), json.dumps(report, indent=1) + "\n"
+        )
+
+
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.startup:
+        measure_startup()
+        return
     bench = bench_config()
     dataset = data.load(bench.tutorial.dataset, bench.tutorial.data_dir)
     main_job = dataclasses.replace(bench.tutorial, epochs=0)  # the default 10,000 steps

@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import re
+import shlex
 import sys
 import tempfile
 import warnings
@@ -16,12 +17,14 @@ from absl import app, flags
 from absl import logging as absl_logging
 import jax
 
-from mlp_jax.campaign import engines, grids, tables
+from mlp_jax.campaign import engines, grids
 from mlp_jax.core import augment, config, parallel, settings
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import INPUT_EXIT_CODE, MACHINE_EXIT_CODE, InputError, MachineError
 from mlp_jax.store import results
-from mlp_jax.uses import evaluation
+
+# A run imports no more than it uses: the modules whose imports take seconds (SciPy through
+# tables and evaluation, Matplotlib through plots) are imported by the functions that use them.
 
 DATA_ENV = "MLP_JAX_DATA"
 
@@ -64,6 +67,8 @@ def define_workdir_flag(required: bool = False, multiple: bool = False) -> None:
 def define_committee_flags() -> None:
     """Define --checkpoint, --weights and --tta: which checkpoint of each --workdir votes, how
     a committee of saved replicas weighs its members, and its test-time augmentation."""
+    from mlp_jax.uses import evaluation
+
     flags.DEFINE_string(
         "checkpoint",
         "latest",
@@ -159,14 +164,21 @@ def row_config(row: grids.Row, extra: list[str]) -> Config:
         raise InputError(f"row {row.name}: {e}") from None
 
 
+def command_line(module: str, argv: list[str]) -> str:
+    """Return the shell command `python -m module argv...` that ran, arguments quoted as needed."""
+    return shlex.join(["python", "-m", module, *argv])
+
+
 def command() -> str:
     """Return this process's command line as `python -m MODULE ARGS`, arguments quoted."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)
-    return tables.command_line(spec.name if spec else sys.argv[0], sys.argv[1:])
+    return command_line(spec.name if spec else sys.argv[0], sys.argv[1:])
 
 
 def provenance() -> list[str]:
     """Return the Command, Date and Machine lines of an entry point's printed results."""
+    from mlp_jax.campaign import tables
+
     return tables.provenance(command(), [results.environment()])
 
 

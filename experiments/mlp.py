@@ -16,7 +16,6 @@ import jax
 import numpy as np
 
 from experiments import cli
-from mlp_jax.campaign import plots
 from mlp_jax.core import data, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
@@ -27,6 +26,12 @@ flags.DEFINE_string(
     "plot_dir",
     None,
     "Write the curves, misclassified digits and confusion matrix of the first seed here (PNG).",
+)
+flags.DEFINE_string(
+    "compilation_cache",
+    None,
+    "Keep compiled programs in this folder and load those compiled before by any run (JAX's "
+    "persistent compilation cache): what the run computes is the same, it only starts sooner.",
 )
 cli.define_config_flags()
 cli.define_workdir_flag()
@@ -71,6 +76,8 @@ def check_plot_dir() -> None:
 
 def write_figures(cfg: Config, fit: train.FitResult, dataset: data.Dataset, name: str) -> None:
     """Write the first seed's curves, misclassified digits and confusion matrix to --plot_dir."""
+    from mlp_jax.campaign import plots  # Matplotlib takes seconds to import: only when plotting
+
     predicted = train.predict_test_split(cfg, fit, dataset)
     written = plots.run_figures(
         fit.history,
@@ -111,6 +118,9 @@ def main(argv: list[str]) -> None:
     del argv
     cfg = cli.config_from_flags()
     check_plot_dir()
+    if FLAGS.compilation_cache:
+        cli.check_writable(FLAGS.compilation_cache, "compilation_cache", FLAGS.compilation_cache)
+        train.cache_compilations(FLAGS.compilation_cache)
     print("config:", cfg.describe())
     env = results.environment()
     print(f"platform: {env['platform']} device: {env['device']}")

@@ -38,7 +38,7 @@ from absl import flags
 import optuna
 
 from experiments import cli
-from mlp_jax.campaign import engines, grids, launcher, tables
+from mlp_jax.campaign import engines, grids, launcher
 from mlp_jax.campaign import search as searching
 from mlp_jax.campaign import space as spaces
 from mlp_jax.core.errors import InputError
@@ -71,7 +71,7 @@ def hide_password(arg: str) -> str:
 
 def redacted_command() -> str:
     """Return this process's command line, any password in a storage URL hidden."""
-    return tables.command_line("experiments.search", [hide_password(a) for a in sys.argv[1:]])
+    return cli.command_line("experiments.search", [hide_password(a) for a in sys.argv[1:]])
 
 
 def build(argv: list[str]) -> searching.Search:

@@ -50,7 +50,7 @@ def run_ok(module: str, *args: str) -> subprocess.CompletedProcess:
 # stdout and stderr. The parent starts no JAX backend, so forking it is safe.
 RUNNER = """
 import json, os, runpy, sys, tempfile, traceback
-import experiments.cli
+import experiments.cli, mlp_jax.campaign.plots, mlp_jax.campaign.tables, mlp_jax.uses.evaluation
 children = []
 for module, *args in json.load(sys.stdin):
     out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()

@@ -5,6 +5,7 @@ process and, once each, in a real one."""
 import dataclasses
 import json
 import os
+import shlex
 import subprocess
 import sys
 import traceback
@@ -328,3 +329,12 @@ def test_output_into_a_closed_pipe_loses_no_run_and_no_record(tmp_path):
     with open(committee, encoding="utf-8") as f:
         (voted,) = [json.loads(line) for line in f]
     assert voted["test_accuracy"] == record["test_accuracy"]
+
+
+def test_command_line_is_the_command_that_ran_with_spaces_quoted():
+    argv = ["--checkpoints=50", "--out=my results/v", "--name=it's"]
+    command = cli.command_line("experiments.course.vanishing", argv)
+    assert command.startswith(
+        "python -m experiments.course.vanishing --checkpoints=50 '--out=my results/v'"
+    )
+    assert shlex.split(command) == ["python", "-m", "experiments.course.vanishing", *argv]

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import re
-import shlex
 
 import jax.numpy as jnp
 import numpy as np
@@ -164,15 +163,6 @@ def test_notes_give_rows_outside_the_prediction_interval_and_rows_with_a_note():
         "t1_09_580_386_192_sigmoid: +0.68 pp, published value inside the 95% prediction "
         f"interval — {row_9.note}",
     ]
-
-
-def test_command_line_is_the_command_that_ran_with_spaces_quoted():
-    argv = ["--checkpoints=50", "--out=my results/v", "--name=it's"]
-    command = tables.command_line("experiments.course.vanishing", argv)
-    assert command.startswith(
-        "python -m experiments.course.vanishing --checkpoints=50 '--out=my results/v'"
-    )
-    assert shlex.split(command) == ["python", "-m", "experiments.course.vanishing", *argv]
 
 
 def test_every_format_renders_the_same_rows():

@@ -6,6 +6,7 @@ Ray tasks on a cluster), into one output folder OUT:
     OUT/logs/ROW.log              each row's output, appended by every launch that runs the row
     OUT/work/ROW/seeds-A-B-HASH   the work folder of seeds A..B of ROW under the settings HASH
     OUT/wall_seconds              wall time of every launch into OUT, killed ones included
+    OUT/compilation_cache         programs compiled by the runs, loaded by any later run of them
     OUT/.lock                     held by a launch and its runs: a second launch waits for it
 
 A row's missing seeds run as contiguous groups (seeds {0, 2} recorded and 4 asked for: seed 1,
@@ -166,6 +167,7 @@ def missing_runs(rows: Sequence[Row], records: list[dict], launch: Launch) -> li
                 f"--seed={seed}",
                 f"--num_seeds={count}",
                 f"--workdir={workdir}",
+                f"--compilation_cache={os.path.join(launch.out, 'compilation_cache')}",
             )
             runs.append(Run(row.name, seed, count, args, workdir, log_path(launch.out, row.name)))
         if runs:

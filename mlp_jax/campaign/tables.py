@@ -20,7 +20,6 @@ import itertools
 import json
 import math
 import os
-import shlex
 import warnings
 
 import numpy as np
@@ -59,11 +58,6 @@ FIELDS = (
     "device",
     "cpus",
 )
-
-
-def command_line(module: str, argv: list[str]) -> str:
-    """Return the shell command `python -m module argv...` that ran, arguments quoted as needed."""
-    return shlex.join(["python", "-m", module, *argv])
 
 
 def provenance(command: str, records: list[dict], wall_seconds: float | None = None) -> list[str]:

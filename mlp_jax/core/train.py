@@ -491,6 +491,15 @@ def evaluator(cfg: Config, where: parallel.Placement) -> Callable:
     return jax.jit(per_replica(count), out_shardings=where.whole)
 
 
+def cache_compilations(folder: str) -> None:
+    """Keep every program this process compiles in `folder` (JAX's persistent compilation cache)
+    and load from there those a run compiled before: same programs, no compile time."""
+    jax.config.update("jax_compilation_cache_dir", folder)
+    # Every program, however quick to compile: a run's few small ones add up to seconds.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
 class Programs:
     """A run's compiled programs: evaluation, and training for each chunk length met (each
     compiled once), with the seconds compiling took."""

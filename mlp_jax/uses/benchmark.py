@@ -5,7 +5,10 @@ from collections.abc import Callable, Sequence
 import dataclasses
 import functools
 import itertools
+import os
+import shlex
 import statistics
+import subprocess
 import tempfile
 import time
 
@@ -16,7 +19,7 @@ import numpy as np
 from mlp_jax.core import activations, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.data import Dataset
-from mlp_jax.store import runner
+from mlp_jax.store import results, runner
 
 NUM_INPUTS, NUM_CLASSES = 784, 10
 SWEEP_BATCH_SIZES = (100, 256, 512, 1024, 2048, 4096, 8192)
@@ -598,4 +601,165 @@ def markdown(report: dict) -> str:
             f"Speed-up of {platform} over the CPU: "
             + ", ".join(f"{k} ×{v:.1f}" for k, v in s.items())
         )
+    return "\n".join(lines) + "\n"
+
+
+# --- Per-run overhead: a process's start to its first training step, and a study's wall time ---
+
+# `python -c PROBE ARGS` runs `python -m experiments.mlp ARGS` in the checkout it starts in, and
+# prints the wall-clock time at which its first training chunk starts, then ends the process: the
+# same instrument for this code and for an earlier checkout's.
+FIRST_STEP_PROBE = """
+import os, runpy, sys, time
+from mlp_jax.core import train
+def first_chunk(*args, **kwargs):
+    print("probe_at", time.time(), flush=True)
+    os._exit(0)
+train.run_chunk = first_chunk
+sys.argv[0] = "experiments.mlp"
+runpy.run_module("experiments.mlp", run_name="__main__", alter_sys=True)
+"""
+IMPORT_PROBE = 'import time, jax, flax, optax; print("probe_at", time.time(), flush=True)'
+
+
+@dataclasses.dataclass(frozen=True)
+class StartupConfig:
+    """What the per-run overhead benchmark times: the run's flags, in this checkout and in an
+    earlier one (`baseline`, none: not timed), `repeats` interleaved rounds, and a study of
+    `study_cells` cells of `study_steps` steps in each checkout (0 cells: none)."""
+
+    run_args: tuple[str, ...]  # flags of experiments.mlp, --out among them
+    checkout: str
+    baseline: str | None
+    python: str
+    repeats: int = 5
+    study_axes: tuple[str, ...] = ()  # --axis values of the study
+    study_steps: int = 5000
+
+
+def seconds_to_probe(command: list[str], cwd: str) -> float:
+    """Return the seconds from starting `command` in `cwd` to the time its probe prints."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    start = time.time()
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    probed = [line for line in proc.stdout.splitlines() if line.startswith("probe_at ")]
+    if not probed:
+        tail = proc.stderr[-2000:]
+        raise RuntimeError(f"{shlex.join(command)} in {cwd} printed no probe time: {tail}")
+    return float(probed[-1].split()[1]) - start
+
+
+def startup_rounds(bench: StartupConfig, caches: str) -> dict[str, list[float]]:
+    """Time each kind of start `bench.repeats` times, one of each per round, their order reversed
+    every other round so that a drift of the machine's speed hits every kind alike."""
+    run = [bench.python, "-c", FIRST_STEP_PROBE, *bench.run_args]
+    warm = ["--compilation_cache=" + os.path.join(caches, "warm")]
+    kinds = {
+        "import jax, flax, optax": ([bench.python, "-c", IMPORT_PROBE], bench.checkout),
+        "this checkout, no cache": (run, bench.checkout),
+        "this checkout, cold cache": (None, bench.checkout),  # a fresh cache folder each time
+        "this checkout, warm cache": ([*run, *warm], bench.checkout),
+    }
+    if bench.baseline:
+        kinds["baseline checkout"] = (run, bench.baseline)
+    seconds_to_probe([*run, *warm], bench.checkout)  # fills the warm cache
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for r in range(bench.repeats):
+        for kind, (command, cwd) in list(kinds.items())[:: 1 if r % 2 == 0 else -1]:
+            cold = ["--compilation_cache=" + os.path.join(caches, f"cold{r}")]
+            times[kind].append(seconds_to_probe(command or [*run, *cold], cwd))
+    return times
+
+
+def study_overhead(bench: StartupConfig, cwd: str, out: str, cache: bool) -> dict:
+    """Launch the study in checkout `cwd` into `out`; return its wall seconds (the whole launch,
+    table included), the sum of its runs' train, compile and evaluation seconds, and their ratio."""
+    args = [a for a in bench.run_args if not a.startswith("--out=")]
+    command = [
+        bench.python, "-m", "experiments.launch", "study", "startup_bench",
+        *(f"--axis={axis}" for axis in bench.study_axes),
+        "--seeds=1", f"--out={out}", "--", *args, f"--steps={bench.study_steps}",
+    ]  # fmt: skip
+    tic = time.perf_counter()
+    subprocess.run(command, cwd=cwd, capture_output=True, check=True)
+    wall = time.perf_counter() - tic
+    records = results.read(os.path.join(out, "results.jsonl"))
+    summed = {
+        key: sum(r[key] for r in records)
+        for key in ("train_seconds", "compile_seconds", "eval_seconds")
+    }
+    return {
+        "runs": len(records),
+        "wall_seconds": wall,
+        **{f"sum_{key}": value for key, value in summed.items()},
+        "wall_over_train": wall / summed["train_seconds"],
+        "compilation_cache": cache,
+    }
+
+
+def startup(bench: StartupConfig) -> dict:
+    """Measure the per-run overhead of this checkout (and the baseline's, when given): seconds
+    from a process's start to its first training step, and a study's wall time against the sum
+    of its runs' training times."""
+    with tempfile.TemporaryDirectory() as caches:
+        times = startup_rounds(bench, caches)
+    report = {
+        "starts": {
+            kind: {"median_seconds": statistics.median(values), "all_seconds": values}
+            for kind, values in times.items()
+        },
+        "studies": {},
+    }
+    checkouts = {"this checkout": bench.checkout}
+    if bench.baseline:
+        checkouts["baseline checkout"] = bench.baseline
+    if bench.study_axes:
+        for label, cwd in reversed(checkouts.items()):
+            with tempfile.TemporaryDirectory() as out:
+                report["studies"][label] = study_overhead(bench, cwd, out, cwd == bench.checkout)
+    return report
+
+
+def startup_markdown(report: dict) -> str:
+    """Return the per-run overhead report as Markdown: its provenance, the seconds to the first
+    training step of each kind of start, and each study's wall time against its training."""
+    lines = [
+        "# Per-run overhead",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{report['date']} · {report['cpus']} CPU cores · jax {report['versions']['jax']} · "
+        f"load before: {report['load_before']} · after: {report['load_after']}",
+        "",
+        "Seconds from process start to the first training step (`import jax, flax, optax`: to "
+        "its end), and the median over rounds of each round's ratio to the import's and to the "
+        "baseline's (the machine's speed drifts; a round's starts are seconds apart):",
+        "",
+        "| from process start to | median s | / import | / baseline | every round, s |",
+        "|---|---:|---:|---:|---|",
+    ]
+    starts = report["starts"]
+    floor = starts["import jax, flax, optax"]["all_seconds"]
+    baseline = starts.get("baseline checkout", {}).get("all_seconds")
+    for kind, m in starts.items():
+        every = ", ".join(f"{s:.2f}" for s in m["all_seconds"])
+        ratios = [
+            f"{statistics.median(a / b for a, b in zip(m['all_seconds'], to, strict=True)):.2f}"
+            if to
+            else "—"
+            for to in (floor, baseline)
+        ]
+        lines.append(f"| {kind} | {m['median_seconds']:.2f} | {' | '.join(ratios)} | {every} |")
+    if report["studies"]:
+        lines += [
+            "",
+            "| study | runs | wall s | Σ train s | Σ compile s | Σ eval s | wall / Σ train |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label, s in report["studies"].items():
+            lines.append(
+                f"| {label} | {s['runs']} | {s['wall_seconds']:.1f} | "
+                f"{s['sum_train_seconds']:.1f} | {s['sum_compile_seconds']:.1f} | "
+                f"{s['sum_eval_seconds']:.1f} | **{s['wall_over_train']:.2f}** |"
+            )
     return "\n".join(lines) + "\n"
