@@ -359,7 +359,8 @@ def test_relaunch_plans_only_the_seeds_and_settings_not_recorded():
     assert first[4:7] == ("--steps=50", "--seed=1", "--num_seeds=1")
     workdir = first[7].removeprefix("--workdir=")
     assert workdir.startswith("OUT/work/r/seeds-1-1-") and runs[0].log == "OUT/logs/r.log"
-    assert first[8] == f"--out={workdir}/results.jsonl"  # the launch alone appends to OUT
+    assert first[8] == "--compilation_cache=OUT/compilation_cache"
+    assert first[9] == f"--out={workdir}/results.jsonl"  # the launch alone appends to OUT
     records += [{"name": "r", "seed": s, "config": config} for s in (1, 3, 4)]
     assert launcher.missing_runs([row], records, settings) == []
     assert launcher.missing_runs([row], records, dataclasses.replace(settings, seeds=6))

@@ -97,13 +97,13 @@ def readme_texts() -> dict[str, str]:
 
 @pytest.mark.parametrize("name", list(grids.STUDIES))
 def test_each_study_readme_shows_its_heatmap_and_findings_and_readme_links_it(name):
-    """A finding lives in one place, its study's README, beside the heatmap; the top-level README
+    """A finding lives in one place, its study's README, beside the heatmap; the results index
     links that README in one line, and no other README copies a phrase of the findings."""
     study = read("studies", name, "README.md")
     heatmap, findings = study.split("## Findings", 1)
     assert "](table.png)" in heatmap and words(findings)
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
-        linked = [line for line in f if f"](results/studies/{name}/README.md)" in line]
+    index = read("README.md").splitlines()  # results/README.md
+    linked = [line for line in index if f"](studies/{name}/README.md)" in line]
     assert len(linked) == 1
     said = words(findings).split()
     phrases = {" ".join(said[i : i + COPY_WORDS]) for i in range(len(said) - COPY_WORDS + 1)}
