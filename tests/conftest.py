@@ -2,6 +2,8 @@
 that tests import are in tests/helpers.py)."""
 
 import os
+import shutil
+import tempfile
 
 # Tests check what programs compute, not how fast they run: XLA's backend optimisation level 0
 # halves compile time, most of a small test's time, and leaves results equal up to float rounding.
@@ -45,3 +47,26 @@ def tiny() -> data.Dataset:
         "test_labels": rng.integers(0, 10, 20, dtype=np.uint8),
     }
     return data.to_device(arrays, validation_size=10, name="tiny")
+
+
+SESSION_CACHE: list[str] = []  # the compilation cache folder, in the process that made it
+
+
+def pytest_configure(config):
+    """Tests train the same tiny programs again and again, in both workers and in the processes
+    they start: one JAX persistent compilation cache for the session (made by the first process,
+    inherited by the others through the environment) loads a program compiled before."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        SESSION_CACHE.append(tempfile.mkdtemp(prefix="mlp_jax_tests_xla_"))
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = SESSION_CACHE[0]
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def pytest_unconfigure(config):
+    """Remove the session's compilation cache, from the process that made it."""
+    for folder in SESSION_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -125,10 +125,6 @@ def test_a_tiny_search_records_each_trial_once_and_exports_its_table(searched):
         table = f.read()
     assert "| 0 | " in table and "| 1 | " in table and "2 trials (" in table
     assert {os.path.basename(p) for p in written} >= {"table.csv", "table.tex", "history.png"}
-    # experiments.table exports a search's records as it does a grid's.
-    (exported,) = run_modules(["experiments.table", f"--results={search.results}"])
-    assert exported.returncode == 0, exported.stderr
-    assert "| trial | state |" in exported.stdout and "2 trials (" in exported.stdout
 
 
 def test_a_finished_search_trains_nothing_more_and_refuses_another_space(searched, digits):
@@ -188,7 +184,7 @@ def test_a_storage_password_is_never_shown():
     assert searching.redact("runs/x/search.journal") == "runs/x/search.journal"
 
 
-def test_bad_searches_end_in_one_line(digits, tmp_path):
+def test_bad_searches_end_in_one_line_and_a_search_exports_as_a_grid(searched, digits, tmp_path):
     data = f"--data_dir={digits}"
     jobs = {
         "malformed param": (["tiny", "--param=lr=float:1", f"--out={tmp_path}/a"], 2),
@@ -211,7 +207,13 @@ def test_bad_searches_end_in_one_line(digits, tmp_path):
             3,
         ),
     }
-    ended = run_modules(*(["experiments.search", *args] for args, _ in jobs.values()))
+    *ended, exported = run_modules(
+        *(["experiments.search", *args] for args, _ in jobs.values()),
+        ["experiments.table", f"--results={searched[0].results}"],
+    )
+    # experiments.table exports a search's records as it does a grid's.
+    assert exported.returncode == 0, exported.stderr
+    assert "| trial | state |" in exported.stdout and "2 trials (" in exported.stdout
     for (what, (_, code)), proc in zip(jobs.items(), ended, strict=True):
         assert proc.returncode == code, (what, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, (what, proc.stderr)

@@ -57,6 +57,7 @@ def cache_hits(tmp_path):
             hits.append(event)
 
     jax.monitoring.register_event_listener(count)
+    compilation_cache.reset_cache()  # the test session's own cache (conftest) may be open
     try:
         yield hits
     finally:
