@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import re
 
-from mlp_jax.campaign.space import Space, parse_param
+from mlp_jax.campaign.space import Space, check_flag, parse_param, split_values
 from mlp_jax.core import activations, config
 from mlp_jax.core.errors import InputError
 
@@ -88,16 +88,8 @@ def parse_axis(text: str) -> Axis:
     flag = flag.strip().removeprefix("--")
     if not sep or not flag:
         raise InputError(f"malformed --axis {text!r}; accepted: {AXIS_FORMAT}")
-    variable = [f.name for f in config.flag_fields() if f.name not in NOT_AXES]
-    if flag not in variable:
-        raise InputError(
-            f"--axis {text!r}: {flag!r} is not a flag a study can vary; accepted: "
-            f"{', '.join(variable)}"
-        )
-    parsed = tuple(v.strip().replace("/", ",") for v in values.split(","))
-    if len(set(parsed)) != len(parsed):
-        raise InputError(f"--axis {text!r} repeats a value; accepted: {AXIS_FORMAT}")
-    return Axis(flag, parsed)
+    check_flag("--axis", text, flag, NOT_AXES, "a study can vary")
+    return Axis(flag, split_values("--axis", text, values, AXIS_FORMAT))
 
 
 def parse_study(texts: Sequence[str]) -> Study:

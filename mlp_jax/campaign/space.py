@@ -157,6 +157,25 @@ def _condition(text: str, param: str) -> tuple[str, tuple[str, ...]]:
     return flag, tuple(values.split("|"))
 
 
+def check_flag(option: str, text: str, flag: str, excluded: Sequence[str], what: str) -> None:
+    """Raise InputError unless `flag` is a flag of experiments.mlp outside `excluded`; `option`
+    and `text` name what was given, `what` says what the flag is for."""
+    allowed = [f.name for f in config.flag_fields() if f.name not in excluded]
+    if flag not in allowed:
+        raise InputError(
+            f"{option} {text!r}: {flag!r} is not a flag {what}; accepted: {', '.join(allowed)}"
+        )
+
+
+def split_values(option: str, text: str, values: str, accepted: str) -> tuple[str, ...]:
+    """Return comma-separated `values`, '/' inside one standing for its own comma; InputError
+    when one repeats."""
+    parsed = tuple(v.strip().replace("/", ",") for v in values.split(","))
+    if len(set(parsed)) != len(parsed):
+        raise InputError(f"{option} {text!r} repeats a value; accepted: {accepted}")
+    return parsed
+
+
 def parse_param(text: str) -> Param:
     """Parse one `--param` text into a Param; InputError names what is wrong in one line."""
     body, _, condition = text.partition("@")
@@ -165,17 +184,10 @@ def parse_param(text: str) -> Param:
     kind, _, rest = spec.partition(":")
     if not sep or not flag or kind not in KINDS or not rest:
         raise InputError(f"malformed --param {text!r}; accepted: {PARAM_FORMAT}")
-    sampled = [f.name for f in config.flag_fields() if f.name not in NOT_SAMPLED]
-    if flag not in sampled:
-        raise InputError(
-            f"--param {text!r}: {flag!r} is not a flag a search can sample; accepted: "
-            f"{', '.join(sampled)}"
-        )
+    check_flag("--param", text, flag, NOT_SAMPLED, "a search can sample")
     when = _condition(condition, text) if condition else None
     if kind == "cat":
-        choices = tuple(v.strip().replace("/", ",") for v in rest.split(","))
-        if len(set(choices)) != len(choices):
-            raise InputError(f"--param {text!r} repeats a value; accepted: {PARAM_FORMAT}")
+        choices = split_values("--param", text, rest, PARAM_FORMAT)
         return Param(flag, kind, choices=choices, when=when)
     if kind == "layers":
         numbers = [_number(a, text, True) for a in rest.split(":")]
