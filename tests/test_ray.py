@@ -253,7 +253,9 @@ def test_a_killed_driver_and_a_lost_node_lose_nothing(ray_cluster, tmp_path):
     again = ray_cluster.launch(*options, flags=flags)
     log = str(out / "logs" / "steps-4000.log")
     wait_for(
-        lambda: len(attempts(log)) == 2 and max(sealed_steps(out, "steps-4000"), default=0) > before,
+        lambda: (
+            len(attempts(log)) == 2 and max(sealed_steps(out, "steps-4000"), default=0) > before
+        ),
         again,
         "the relaunch trains nothing",
     )
