@@ -79,10 +79,7 @@ def main(argv: list[str]) -> None:
             print(formats[form](table, top), end="")
         return
     stem = os.path.splitext(FLAGS.out)[0]
-    written = [
-        results.write_text(f"{stem}.{tables.EXTENSIONS[form]}", formats[form](table, top))
-        for form in FLAGS.format
-    ]
+    written = tables.write(stem, table, {form: formats[form] for form in FLAGS.format}, top)
     if not searched:
         chart = plots.study_heatmap if study else plots.table_chart
         written.append(chart(table, stem + ".png", FLAGS.grid or os.path.basename(FLAGS.results)))

@@ -223,10 +223,9 @@ def sampler(search: Search, number: int) -> optuna.samplers.BaseSampler:
         return SAMPLERS[search.sampler](search, number)
 
 
-def trial_number(study: optuna.Study, trial: optuna.Trial) -> int:
-    """Return the number of the trial that `trial` is (or retries): its work folder's."""
-    frozen = study.get_trials(deepcopy=False)[trial.number]
-    return frozen.system_attrs.get("failed_trial", trial.number)
+def first_number(trial: optuna.trial.FrozenTrial) -> int:
+    """Return the number of the trial that `trial` is, or retries: its work folder's."""
+    return trial.system_attrs.get("failed_trial", trial.number)
 
 
 def current(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -339,11 +338,9 @@ def heartbeat(storage: optuna.storages.BaseStorage, trial: optuna.Trial) -> Iter
         thread.join()
 
 
-def recorded_trial(path: str, name: str, number: int) -> dict | None:
-    """Return the record of trial `number` of search `name` in `path`, if there is one."""
-    if not os.path.exists(path):
-        return None
-    found = [r for r in results.read(path) if r.get("search") == name and r.get("trial") == number]
+def recorded_trial(search: Search, number: int) -> dict | None:
+    """Return the record of the search's trial `number`, if there is one."""
+    found = [r for r in trial_records(search) if r["trial"] == number]
     return found[-1] if found else None
 
 
@@ -389,9 +386,9 @@ def run_trial(
 ) -> dict:
     """Train one trial in its work folder, reporting each evaluation to the pruner; record it
     once and tell the study; return its record."""
-    number = trial_number(worker.study, trial)
+    number = first_number(worker.study.get_trials(deepcopy=False)[trial.number])
     drawn = search.space.sample(trial, {k: str(v) for k, v in config.to_dict(base).items()})
-    done = recorded_trial(search.results, search.name, number)
+    done = recorded_trial(search, number)
     if done is None:
         done = train_trial(search, worker.storage, trial, number, drawn, configure, base, command)
     tell(worker.study, trial, done)
@@ -471,20 +468,27 @@ def progress(study: optuna.Study, search: Search, record: dict, start: float) ->
     finished = sum(t.state.is_finished() for t in trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value, default=None)
-    if best:
-        number = best.system_attrs.get("failed_trial", best.number)
-    best_text = f", best {best.value:.4f} (trial {number})" if best else ""
+    best_text = f", best {best.value:.4f} (trial {first_number(best)})" if best else ""
     return (
         f"trial {record['trial']}: {state}{shown} ({finished}/{search.target}{best_text}, "
         f"elapsed {launcher.clock(time.monotonic() - start)})"
     )
 
 
-def load(search: Search, configure: Callable[[list[str]], Config]) -> optuna.Study:
-    """Return the search's study, created if new; InputError when it was started otherwise."""
+def opened(
+    search: Search, configure: Callable[[list[str]], Config]
+) -> tuple[Config, optuna.storages.BaseStorage, optuna.Study]:
+    """Return the settings of every trial, the storage and the search's study, created if new;
+    InputError when it was started otherwise."""
     base = configure(list(search.extra))
     os.makedirs(search.out, exist_ok=True)
-    return open_study(search, base, open_storage(search))
+    storage = open_storage(search)
+    return base, storage, open_study(search, base, storage)
+
+
+def load(search: Search, configure: Callable[[list[str]], Config]) -> optuna.Study:
+    """Return the search's study, created if new; InputError when it was started otherwise."""
+    return opened(search, configure)[2]
 
 
 def work(
@@ -494,10 +498,7 @@ def work(
     printer: Callable[[str], None] = print,
 ) -> optuna.Study:
     """Take and train trials until the study has `search.trials` finished ones; return it."""
-    base = configure(list(search.extra))
-    os.makedirs(search.out, exist_ok=True)
-    storage = open_storage(search)
-    study = open_study(search, base, storage)
+    base, storage, study = opened(search, configure)
     worker = Worker(search, study, storage)
     start = time.monotonic()
     try:
@@ -519,10 +520,8 @@ def best_args(search: Search, study: optuna.Study, base: Config) -> tuple[int, l
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise InputError(f"search {search.name!r} has no complete trial to confirm")
-    best = max(complete, key=lambda t: t.value)
-    number = best.system_attrs.get("failed_trial", best.number)
-    record = recorded_trial(search.results, search.name, number)
-    return number, trial_args(search, record["params"], base)
+    number = first_number(max(complete, key=lambda t: t.value))
+    return number, trial_args(search, recorded_trial(search, number)["params"], base)
 
 
 def confirm(
@@ -544,22 +543,12 @@ def confirm(
     return runner.train_and_record(cfg, dataset, out, workdir, command=command).records
 
 
-def write_tables(folder: str, lines: list[dict], formats: dict, top: list[str]) -> list[str]:
-    """Write a table in each of `formats` as folder/table.EXT; return the files written."""
-    return [
-        results.write_text(
-            os.path.join(folder, f"table.{tables.EXTENSIONS[form]}"), render(lines, top)
-        )
-        for form, render in formats.items()
-    ]
-
-
 def export_confirmation(search: Search, records: list[dict], command: str) -> list[str]:
     """Write the confirmation's table (OUT/confirm/table.*), as a grid's: mean ± std and the
     prediction interval of its seeds."""
     top = tables.provenance(command, records)
-    folder = os.path.join(search.out, "confirm")
-    return write_tables(folder, tables.build(records), tables.FORMATS, top)
+    stem = os.path.join(search.out, "confirm", "table")
+    return tables.write(stem, tables.build(records), tables.FORMATS, top)
 
 
 def summary(records: list[dict]) -> str:
@@ -604,5 +593,7 @@ def export(search: Search, study: optuna.Study, command: str) -> list[str]:
 
     records = trial_records(search)
     top = tables.provenance(command, [r for r in records if "platform" in r])
-    written = write_tables(search.out, tables.trials(records), tables.TRIAL_FORMATS, top)
+    written = tables.write(
+        os.path.join(search.out, "table"), tables.trials(records), tables.TRIAL_FORMATS, top
+    )
     return written + plots.search_figures(study, os.path.join(search.out, "figures"))

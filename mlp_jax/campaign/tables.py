@@ -270,6 +270,15 @@ def to_latex(lines: list[dict], header: list[str]) -> str:
 FORMATS = {"md": to_markdown, "csv": to_csv, "json": to_json, "latex": to_latex}
 EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "latex": "tex"}
 
+
+def write(stem: str, table, formats: dict, header: list[str]) -> list[str]:
+    """Write `table` in each of `formats` (name -> renderer) as STEM.EXT; return the paths."""
+    return [
+        results.write_text(f"{stem}.{EXTENSIONS[form]}", render(table, header))
+        for form, render in formats.items()
+    ]
+
+
 LEGEND = (
     "Each cell: test accuracy, mean ± std over the seeds that finished (their number) "
     f"[{LEVEL:.0%} confidence interval of the mean, Student's t, clipped to [0, 1]]; diverged "
