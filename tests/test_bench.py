@@ -47,6 +47,7 @@ def test_report_covers_every_measurement(tiny, tmp_path):
         batch_sizes=(5, 10),
         num_seeds=(1, 2),
         widths=(16,),
+        matmul_sizes=(64, 128),
     )
     report = {
         "command": "bench",

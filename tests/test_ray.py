@@ -65,7 +65,7 @@ for line in sys.stdin:
 """
 # Runs of a few seconds on the stand-in digits: long enough to be killed mid-run.
 TINY = ("--validation_size=50", "--hidden=16", "--steps=100", "--eval_every=50")
-LONG = ("--validation_size=50", "--hidden=256,256", "--batch_size=50", "--steps=2000")
+LONG = ("--validation_size=50", "--hidden=128,128", "--batch_size=50", "--steps=2000")
 LONG += ("--eval_every=200",)
 NOT_COMPARED = {"compile_seconds", "train_seconds", "eval_seconds", "steps_per_sec", "time"}
 NOT_COMPARED |= {"host", "ray_node", "resumed_from_step"}

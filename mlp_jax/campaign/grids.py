@@ -150,6 +150,9 @@ BEST_CPU = {
 # The long recipe: best_cpu trained for 300 epochs (21-26 minutes a seed here); on the validation
 # split it ties best_cpu's 90 (results/selection/README.md).
 LONG_CPU = {**BEST_CPU, "epochs": "300", "eval_every": "8580"}
+# Snapshots of a 300-epoch run with three cosine cycles: 128,700 steps, a kept checkpoint at each
+# cycle's end (Huang et al. 2017).
+SNAPSHOTS_CPU = {**LONG_CPU, "schedule": "cyclic_cosine", "cycles": "3", "keep_every": "42900"}
 BEST_GPU = {
     "hidden": "2500,2000,1500,1000,500",
     **RECIPE,
@@ -266,6 +269,18 @@ GRIDS: dict[str, tuple[Row, ...]] = {
             for n in (10, 12, 14, 16, 18, 20)
         ),
         Row("3x800_affine_elastic", {**BEST_CPU, "hidden": "800,800,800"}),
+    ),
+    # committee_v2: members as long as the long recipe or longer (issue 25), fixed before any was
+    # trained: the recipe for 600 epochs (seed 0 first, judged on validation, then seeds 1 and 2),
+    # two other architectures, and the three snapshots of a cyclic run:
+    #   ./launch.sh committee_v2 --row 1 --seeds 1 --out results/committee_v2
+    #   ./launch.sh committee_v2 --row 1 --seeds 3 --out results/committee_v2
+    #   ./launch.sh committee_v2 --seeds 1 --out results/committee_v2  # rows 2-4: row 1 is done
+    "committee_v2": (
+        Row("long600_2x1024", {**LONG_CPU, "epochs": "600"}),
+        Row("long_2x1536", {**LONG_CPU, "hidden": "1536,1536"}),
+        Row("long_3x800", {**LONG_CPU, "hidden": "800,800,800"}),
+        Row("snapshots_2x1024", SNAPSHOTS_CPU),
     ),
     # best_gpu: aimed at >= 99.6% (Ciresan et al. 2010 reached 99.65% with a 784-2500-2000-1500-
     # 1000-500-10 net and about 800 epochs of deformed digits). Not yet run on a GPU: 1,000 epochs

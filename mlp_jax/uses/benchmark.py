@@ -25,6 +25,7 @@ NUM_INPUTS, NUM_CLASSES = 784, 10
 SWEEP_BATCH_SIZES = (100, 256, 512, 1024, 2048, 4096, 8192)
 SWEEP_NUM_SEEDS = (1, 2, 4, 8, 16)
 SWEEP_WIDTHS = (64, 128, 256, 512, 1024, 2048, 4096)
+MATMUL_SIZES = {"cpu": (1024, 2048, 4096), "accelerator": (4096, 8192, 16384)}
 # A batch size "saturates" throughput once it reaches this fraction of the sweep's best.
 SATURATION = 0.9
 
@@ -42,6 +43,7 @@ class BenchConfig:
     batch_sizes: tuple[int, ...] = SWEEP_BATCH_SIZES
     num_seeds: tuple[int, ...] = SWEEP_NUM_SEEDS
     widths: tuple[int, ...] = SWEEP_WIDTHS
+    matmul_sizes: tuple[int, ...] = ()  # sizes of the peak's products (none: MATMUL_SIZES)
 
 
 def layer_sizes(hidden: Sequence[int]) -> list[tuple[int, int]]:
@@ -72,9 +74,10 @@ def matmul_rate(device: jax.Device, n: int, dtype: str = "float32", repeats: int
     )
 
 
-def matmul_peak(device: jax.Device, dtype: str = "float32") -> dict:
-    """Return the best FLOP/s of square matrix products on `device` and the size reaching it."""
-    sizes = (1024, 2048, 4096) if device.platform == "cpu" else (4096, 8192, 16384)
+def matmul_peak(device: jax.Device, dtype: str = "float32", sizes: Sequence[int] = ()) -> dict:
+    """Return the best FLOP/s of square matrix products on `device` (of `sizes`, else its
+    platform's MATMUL_SIZES) and the size reaching it."""
+    sizes = sizes or MATMUL_SIZES["cpu" if device.platform == "cpu" else "accelerator"]
     rates = {n: matmul_rate(device, n, dtype) for n in sizes}
     best = max(rates, key=rates.get)
     return {"flops_per_sec": rates[best], "size": best}
@@ -386,9 +389,9 @@ def measure_platform(bench: BenchConfig, data: Dataset, platform: str) -> dict:
     """Measure everything on the first device of `platform`."""
     device = jax.devices(platform)[0]
     data = jax.device_put(data, device)
-    peak = {"float32": matmul_peak(device)}
+    peak = {"float32": matmul_peak(device, sizes=bench.matmul_sizes)}
     if platform != "cpu":
-        peak["bfloat16"] = matmul_peak(device, "bfloat16")
+        peak["bfloat16"] = matmul_peak(device, "bfloat16", bench.matmul_sizes)
 
     def timed(cfg: Config, dtype: str = "float32") -> dict:
         top = peak.get(dtype, peak["float32"])["flops_per_sec"]
