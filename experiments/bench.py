@@ -61,6 +61,14 @@ flags.DEFINE_multi_string(
     "study_axis", [], "With --startup: an axis of a study launched in each checkout."
 )
 flags.DEFINE_integer("study_steps", 5000, "With --startup: steps of each of the study's runs.")
+flags.DEFINE_string(
+    "ray_address",
+    None,
+    "Only launch the study of --study_axis locally (--jobs runs at once) and on the Ray cluster "
+    "at this address (one CPU a run; start it with --num-cpus equal to --jobs), --repeats "
+    "interleaved rounds: Ray's dispatch overhead.",
+)
+flags.DEFINE_integer("jobs", 1, "With --ray_address: runs at once in each launch.", lower_bound=1)
 flags.DEFINE_list("platforms", None, "Platforms to measure (default: cpu and the default one).")
 cli.define_config_flags(only=("data_dir",))
 flags.DEFINE_string("json", None, "Also write the measurements to this JSON file.")
@@ -114,31 +122,66 @@ def startup_config(out: str) -> benchmark.StartupConfig:
     )
 
 
-def measure_startup() -> None:
-    """Measure and print the per-run overhead; write startup.json and startup.md to --out_dir."""
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    with tempfile.TemporaryDirectory() as out:
-        measured = benchmark.startup(startup_config(os.path.join(out, "results.jsonl")))
+def load() -> str:
+    """Return this machine's load averages, as a report names them."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def publish(stem: str, measured: dict, load_before: str, markdown) -> None:
+    """Print the report of `measured` as `markdown` makes it; with --out_dir, also write it to
+    STEM.md and every number to STEM.json."""
     report = {
         "command": cli.command(),
         "date": datetime.date.today().isoformat(),
         **results.environment(),
         "load_before": load_before,
-        "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "load_after": load(),
         **measured,
     }
-    text = benchmark.startup_markdown(report)
+    text = markdown(report)
     print(text)
     if FLAGS.out_dir:
         os.makedirs(FLAGS.out_dir, exist_ok=True)
-        results.write_text(os.path.join(FLAGS.out_dir, "startup.md"), text)
+        results.write_text(os.path.join(FLAGS.out_dir, f"{stem}.md"), text)
         results.write_text(
-            os.path.join(FLAGS.out_dir, "startup.json"), json.dumps(report, indent=1) + "\n"
+            os.path.join(FLAGS.out_dir, f"{stem}.json"), json.dumps(report, indent=1) + "\n"
         )
+
+
+def measure_startup() -> None:
+    """Measure and print the per-run overhead; write startup.json and startup.md to --out_dir."""
+    load_before = load()
+    with tempfile.TemporaryDirectory() as out:
+        measured = benchmark.startup(startup_config(os.path.join(out, "results.jsonl")))
+    publish("startup", measured, load_before, benchmark.startup_markdown)
+
+
+def engine_flags() -> dict[str, list[str]]:
+    """Return the launcher's flags of each engine compared: local first, the reference."""
+    return {
+        "local": [f"--jobs={FLAGS.jobs}"],
+        "ray": ["--engine=ray", f"--ray_address={FLAGS.ray_address}", "--cpus_per_run=1"],
+    }
+
+
+def measure_engines() -> None:
+    """Measure and print the study's wall time under each engine, --jobs runs at a time in each;
+    write engines.md and engines.json to --out_dir."""
+    if not FLAGS.study_axis:
+        raise InputError("--ray_address compares a study's launches: give it --study_axis")
+    load_before, launch_flags = load(), engine_flags()
+    with tempfile.TemporaryDirectory() as out:
+        bench = startup_config(os.path.join(out, "results.jsonl"))
+        measured = benchmark.engine_rounds(bench, launch_flags, FLAGS.jobs)
+    report = {"launch_flags": launch_flags, "engines": measured}
+    publish("engines", report, load_before, benchmark.engines_markdown)
 
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.ray_address:
+        measure_engines()
+        return
     if FLAGS.startup:
         measure_startup()
         return

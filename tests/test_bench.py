@@ -9,6 +9,7 @@ import pytest
 
 from mlp_jax.campaign import plots
 from mlp_jax.core.config import Config
+from mlp_jax.core.errors import InputError
 from mlp_jax.uses import benchmark
 
 
@@ -91,3 +92,21 @@ def test_checkpoint_cost_times_runs_with_and_without_a_work_folder(tiny):
     assert all(len(v) == 2 and min(v) > 0 for v in report["all_steps_per_sec"].values())
     median = report["steps_per_sec"]
     assert report["cost"] == pytest.approx(1 - median["with"] / median["without"])
+
+
+def test_engine_rounds_interleave_and_compare_each_round_with_the_first_engine(monkeypatch):
+    order, walls = [], {"local": [10.0, 20.0, 30.0, 1.0], "ray": [10.5, 21.0, 45.0]}
+
+    def launch(bench, cwd, out, cache, args):
+        order.append(args[0])
+        return {"wall_seconds": walls[args[0]].pop(0), "at_once": 2}
+
+    monkeypatch.setattr(benchmark, "study_overhead", launch)
+    bench = benchmark.StartupConfig(run_args=(), checkout=".", baseline=None, python="", repeats=3)
+    measured = benchmark.engine_rounds(bench, {"local": ["local"], "ray": ["ray"]}, at_once=2)
+    assert order == ["local", "ray", "ray", "local", "local", "ray"]  # reversed every other round
+    assert measured["ray"]["median_wall_over_reference"] == pytest.approx(1.05)
+    assert measured["local"]["median_wall_over_reference"] == 1.0
+    assert measured["ray"]["median_wall_seconds"] == 21.0
+    with pytest.raises(InputError, match=r"ran 2 runs at a time, not 3: .* --num-cpus=3"):
+        benchmark.engine_rounds(bench, {"local": ["local"]}, at_once=3)

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import itertools
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -19,6 +20,7 @@ import numpy as np
 from mlp_jax.core import activations, train
 from mlp_jax.core.config import Config
 from mlp_jax.core.data import Dataset
+from mlp_jax.core.errors import InputError
 from mlp_jax.store import results, runner
 
 NUM_INPUTS, NUM_CLASSES = 784, 10
@@ -674,29 +676,63 @@ def startup_rounds(bench: StartupConfig, caches: str) -> dict[str, list[float]]:
     return times
 
 
-def study_overhead(bench: StartupConfig, cwd: str, out: str, cache: bool) -> dict:
-    """Launch the study in checkout `cwd` into `out`; return its wall seconds (the whole launch,
-    table included), the sum of its runs' train, compile and evaluation seconds, and their ratio."""
+def study_overhead(
+    bench: StartupConfig, cwd: str, out: str, cache: bool, launch_args: Sequence[str] = ()
+) -> dict:
+    """Launch the study in checkout `cwd` into `out` (with the launcher's `launch_args`); return
+    its wall seconds (the whole launch, table included), how many runs it ran at once, the sum of
+    its runs' train, compile and evaluation seconds, and the wall time over the training time."""
     args = [a for a in bench.run_args if not a.startswith("--out=")]
     command = [
         bench.python, "-m", "experiments.launch", "study", "startup_bench",
-        *(f"--axis={axis}" for axis in bench.study_axes),
+        *(f"--axis={axis}" for axis in bench.study_axes), *launch_args,
         "--seeds=1", f"--out={out}", "--", *args, f"--steps={bench.study_steps}",
     ]  # fmt: skip
     tic = time.perf_counter()
-    subprocess.run(command, cwd=cwd, capture_output=True, check=True)
+    launched = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - tic
     records = results.read(os.path.join(out, "results.jsonl"))
     summed = {
         key: sum(r[key] for r in records)
         for key in ("train_seconds", "compile_seconds", "eval_seconds")
     }
+    at_once = re.search(r"(\d+) at a time", launched.stdout)
     return {
         "runs": len(records),
+        "at_once": int(at_once.group(1)) if at_once else None,
         "wall_seconds": wall,
         **{f"sum_{key}": value for key, value in summed.items()},
         "wall_over_train": wall / summed["train_seconds"],
         "compilation_cache": cache,
+    }
+
+
+def engine_rounds(bench: StartupConfig, engines: dict[str, Sequence[str]], at_once: int) -> dict:
+    """Launch the study in this checkout with each engine's launcher flags (`engines`, the first
+    the reference), `at_once` runs at a time in each, one launch of each per round, `bench.repeats`
+    rounds, the order reversed every other round; return every launch and the median over rounds
+    of each engine's wall time over the reference's in the same round."""
+    launches: dict[str, list[dict]] = {name: [] for name in engines}
+    for r in range(bench.repeats):
+        for name, args in list(engines.items())[:: 1 if r % 2 == 0 else -1]:
+            with tempfile.TemporaryDirectory() as out:
+                launched = study_overhead(bench, bench.checkout, out, True, args)
+            if launched["at_once"] != at_once:
+                raise InputError(
+                    f"{shlex.join(args)} ran {launched['at_once']} runs at a time, not "
+                    f"{at_once}: a Ray cluster runs one a CPU (ray start --num-cpus={at_once})"
+                )
+            launches[name].append(launched)
+    reference = [s["wall_seconds"] for s in next(iter(launches.values()))]
+    return {
+        name: {
+            "launches": studies,
+            "median_wall_seconds": statistics.median(s["wall_seconds"] for s in studies),
+            "median_wall_over_reference": statistics.median(
+                s["wall_seconds"] / ref for s, ref in zip(studies, reference, strict=True)
+            ),
+        }
+        for name, studies in launches.items()
     }
 
 
@@ -765,4 +801,35 @@ def startup_markdown(report: dict) -> str:
                 f"{s['sum_train_seconds']:.1f} | {s['sum_compile_seconds']:.1f} | "
                 f"{s['sum_eval_seconds']:.1f} | **{s['wall_over_train']:.2f}** |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def engines_markdown(report: dict) -> str:
+    """Return the engines' report as Markdown: its provenance and each engine's launches of the
+    study, their wall times against the reference engine's (the first) round by round."""
+    lines = [
+        "# One study, launched by each engine",
+        "",
+        f"`{report['command']}`",
+        "",
+        f"{report['date']} · {report['cpus']} CPU cores · jax {report['versions']['jax']} · "
+        f"load before: {report['load_before']} · after: {report['load_after']}",
+        "",
+        "Wall seconds of each launch (the whole `launch.sh`, table export included), one launch "
+        "of each engine per round, the order reversed every other round; the last column is the "
+        "median over rounds of the wall time over the first engine's in the same round.",
+        "",
+        "| engine | launcher flags | runs | at once | wall s, every round | Σ train s, every round "
+        "| median wall s | median wall / first's |",
+        "|---|---|---:|---:|---|---|---:|---:|",
+    ]
+    for name, m in report["engines"].items():
+        launches = m["launches"]
+        walls = ", ".join(f"{s['wall_seconds']:.1f}" for s in launches)
+        trains = ", ".join(f"{s['sum_train_seconds']:.1f}" for s in launches)
+        lines.append(
+            f"| {name} | `{shlex.join(report['launch_flags'][name])}` | {launches[0]['runs']} | "
+            f"{launches[0]['at_once']} | {walls} | {trains} | {m['median_wall_seconds']:.1f} | "
+            f"**{m['median_wall_over_reference']:.3f}** |"
+        )
     return "\n".join(lines) + "\n"
