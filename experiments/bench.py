@@ -57,6 +57,9 @@ flags.DEFINE_boolean(
     "wall time against its runs' training times (see the module's help).",
 )
 flags.DEFINE_string("baseline", None, "With --startup: an earlier checkout, timed beside this one.")
+flags.DEFINE_string(
+    "baseline_python", None, "With --baseline: the Python (its own venv) that runs the baseline."
+)
 flags.DEFINE_multi_string(
     "study_axis", [], "With --startup: an axis of a study launched in each checkout."
 )
@@ -116,6 +119,7 @@ def startup_config(out: str) -> benchmark.StartupConfig:
         checkout=checkout,
         baseline=os.path.abspath(FLAGS.baseline) if FLAGS.baseline else None,
         python=sys.executable,
+        baseline_python=FLAGS.baseline_python,
         repeats=FLAGS.repeats,
         study_axes=tuple(FLAGS.study_axis),
         study_steps=FLAGS.study_steps,

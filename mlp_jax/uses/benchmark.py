@@ -630,13 +630,15 @@ IMPORT_PROBE = 'import time, jax, flax, optax; print("probe_at", time.time(), fl
 @dataclasses.dataclass(frozen=True)
 class StartupConfig:
     """What the per-run overhead benchmark times: the run's flags, in this checkout and in an
-    earlier one (`baseline`, none: not timed), `repeats` interleaved rounds, and a study of
-    `study_cells` cells of `study_steps` steps in each checkout (0 cells: none)."""
+    earlier one (`baseline`, none: not timed; run by `baseline_python`, else by `python`),
+    `repeats` interleaved rounds, and a study of the `study_axes` cells of `study_steps` steps in
+    each checkout (no axes: none)."""
 
     run_args: tuple[str, ...]  # flags of experiments.mlp, --out among them
     checkout: str
     baseline: str | None
     python: str
+    baseline_python: str | None = None
     repeats: int = 5
     study_axes: tuple[str, ...] = ()  # --axis values of the study
     study_steps: int = 5000
@@ -654,6 +656,13 @@ def seconds_to_probe(command: list[str], cwd: str) -> float:
     return float(probed[-1].split()[1]) - start
 
 
+def python_of(bench: StartupConfig, cwd: str) -> str:
+    """Return the Python that runs checkout `cwd`: for the baseline, its own if given."""
+    if cwd == bench.baseline and bench.baseline_python:
+        return bench.baseline_python
+    return bench.python
+
+
 def startup_rounds(bench: StartupConfig, caches: str) -> dict[str, list[float]]:
     """Time each kind of start `bench.repeats` times, one of each per round, their order reversed
     every other round so that a drift of the machine's speed hits every kind alike."""
@@ -666,7 +675,13 @@ def startup_rounds(bench: StartupConfig, caches: str) -> dict[str, list[float]]:
         "this checkout, warm cache": ([*run, *warm], bench.checkout),
     }
     if bench.baseline:
-        kinds["baseline checkout"] = (run, bench.baseline)
+        python = python_of(bench, bench.baseline)
+        kinds["baseline checkout"] = ([python, *run[1:]], bench.baseline)
+        if python != bench.python:
+            kinds["import jax, flax, optax, the baseline's Python"] = (
+                [python, "-c", IMPORT_PROBE],
+                bench.baseline,
+            )
     seconds_to_probe([*run, *warm], bench.checkout)  # fills the warm cache
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
     for r in range(bench.repeats):
@@ -684,7 +699,7 @@ def study_overhead(
     its runs' train, compile and evaluation seconds, and the wall time over the training time."""
     args = [a for a in bench.run_args if not a.startswith("--out=")]
     command = [
-        bench.python, "-m", "experiments.launch", "study", "startup_bench",
+        python_of(bench, cwd), "-m", "experiments.launch", "study", "startup_bench",
         *(f"--axis={axis}" for axis in bench.study_axes), *launch_args,
         "--seeds=1", f"--out={out}", "--", *args, f"--steps={bench.study_steps}",
     ]  # fmt: skip
