@@ -16,8 +16,13 @@ start to the first training step of `experiments.mlp` (compilation included) wit
 a warm compilation cache, beside `import jax, flax, optax` alone and, with `--baseline=DIR`, an
 earlier checkout of this repository, interleaved `--repeats` times; with `--study_axis`, a study
 launched in each checkout against the sum of its runs' training times.
+
+`--ray_address=HOST:PORT --jobs=J` launches that study instead with `--engine=local --jobs=J` and
+on the Ray cluster at the address (one CPU a run, so a cluster of J CPUs), interleaved `--repeats`
+times: Ray's dispatch overhead (results/bench/engines.sh starts such a cluster and runs it).
 """
 
+from collections.abc import Callable
 import dataclasses
 import datetime
 import json
@@ -131,7 +136,7 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def publish(stem: str, measured: dict, load_before: str, markdown) -> None:
+def publish(stem: str, measured: dict, load_before: str, markdown: Callable[[dict], str]) -> None:
     """Print the report of `measured` as `markdown` makes it; with --out_dir, also write it to
     STEM.md and every number to STEM.json."""
     report = {
@@ -172,7 +177,10 @@ def measure_engines() -> None:
     """Measure and print the study's wall time under each engine, --jobs runs at a time in each;
     write engines.md and engines.json to --out_dir."""
     if not FLAGS.study_axis:
-        raise InputError("--ray_address compares a study's launches: give it --study_axis")
+        raise InputError(
+            f"--ray_address {FLAGS.ray_address} without --study_axis: it times a study's "
+            "launches; accepted: one or more --study_axis FLAG=V1,V2,..."
+        )
     load_before, launch_flags = load(), engine_flags()
     with tempfile.TemporaryDirectory() as out:
         bench = startup_config(os.path.join(out, "results.jsonl"))

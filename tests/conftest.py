@@ -66,6 +66,34 @@ def pytest_configure(config):
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+# The files that take longest, longest first: each worker takes a whole file at a time
+# (pyproject.toml), so a long file started last would keep one worker busy after the other ends.
+LONGEST_FIRST = (
+    "test_ray.py",
+    "test_launch.py",
+    "test_search_workers.py",
+    "test_evaluate.py",
+    "test_experiments.py",
+    "test_chain_rule.py",
+    "test_bench.py",
+    "test_teaching.py",
+    "test_augment.py",
+    "test_train.py",
+    "test_committee.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Run the files of LONGEST_FIRST first, in its order; the others after, as collected."""
+    items.sort(
+        key=lambda item: (
+            LONGEST_FIRST.index(item.path.name)
+            if item.path.name in LONGEST_FIRST
+            else len(LONGEST_FIRST)
+        )
+    )
+
+
 def pytest_unconfigure(config):
     """Remove the session's compilation cache, from the process that made it."""
     for folder in SESSION_CACHE:
