@@ -99,7 +99,12 @@ def test_engine_rounds_interleave_and_compare_each_round_with_the_first_engine(m
 
     def launch(bench, cwd, out, cache, args):
         order.append(args[0])
-        return {"wall_seconds": walls[args[0]].pop(0), "at_once": 2}
+        return {
+            "wall_seconds": walls[args[0]].pop(0),
+            "at_once": 2,
+            "runs": 20,
+            "sum_train_seconds": 9,
+        }
 
     monkeypatch.setattr(benchmark, "study_overhead", launch)
     bench = benchmark.StartupConfig(run_args=(), checkout=".", baseline=None, python="", repeats=3)
@@ -108,5 +113,10 @@ def test_engine_rounds_interleave_and_compare_each_round_with_the_first_engine(m
     assert measured["ray"]["median_wall_over_reference"] == pytest.approx(1.05)
     assert measured["local"]["median_wall_over_reference"] == 1.0
     assert measured["ray"]["median_wall_seconds"] == 21.0
+    report = {"command": "bench", "date": "today", "cpus": 2, "versions": {"jax": "0"}}
+    report |= {"load_before": "1", "load_after": "1", "engines": measured}
+    report["launch_flags"] = {"local": ["local"], "ray": ["ray"]}
+    text = benchmark.engines_markdown(report)
+    assert "| ray | `ray` | 20 | 2 | 10.5, 21.0, 45.0 | 9.0, 9.0, 9.0 | 21.0 | **1.050** |" in text
     with pytest.raises(InputError, match=r"ran 2 runs at a time, not 3: .* --num-cpus=3"):
         benchmark.engine_rounds(bench, {"local": ["local"]}, at_once=3)

@@ -774,17 +774,24 @@ def startup(bench: StartupConfig) -> dict:
     return report
 
 
-def startup_markdown(report: dict) -> str:
-    """Return the per-run overhead report as Markdown: its provenance, the seconds to the first
-    training step of each kind of start, and each study's wall time against its training."""
-    lines = [
-        "# Per-run overhead",
+def report_heading(title: str, report: dict) -> list[str]:
+    """Return the first lines of a timing report: its title, command, date, machine and load."""
+    return [
+        f"# {title}",
         "",
         f"`{report['command']}`",
         "",
         f"{report['date']} · {report['cpus']} CPU cores · jax {report['versions']['jax']} · "
         f"load before: {report['load_before']} · after: {report['load_after']}",
         "",
+    ]
+
+
+def startup_markdown(report: dict) -> str:
+    """Return the per-run overhead report as Markdown: its provenance, the seconds to the first
+    training step of each kind of start, and each study's wall time against its training."""
+    lines = [
+        *report_heading("Per-run overhead", report),
         "Seconds from process start to the first training step (`import jax, flax, optax`: to "
         "its end), and the median over rounds of each round's ratio to the import's and to the "
         "baseline's (the machine's speed drifts; a round's starts are seconds apart):",
@@ -823,13 +830,7 @@ def engines_markdown(report: dict) -> str:
     """Return the engines' report as Markdown: its provenance and each engine's launches of the
     study, their wall times against the reference engine's (the first) round by round."""
     lines = [
-        "# One study, launched by each engine",
-        "",
-        f"`{report['command']}`",
-        "",
-        f"{report['date']} · {report['cpus']} CPU cores · jax {report['versions']['jax']} · "
-        f"load before: {report['load_before']} · after: {report['load_after']}",
-        "",
+        *report_heading("One study, launched by each engine", report),
         "Wall seconds of each launch (the whole `launch.sh`, table export included), one launch "
         "of each engine per round, the order reversed every other round; the last column is the "
         "median over rounds of the wall time over the first engine's in the same round.",
