@@ -22,7 +22,7 @@ from tensorboardX.proto import event_pb2
 from mlp_jax.core import train
 from mlp_jax.core.config import Config
 from mlp_jax.core.errors import InputError
-from mlp_jax.store import checkpoints, runner
+from mlp_jax.store import checkpoints, results, runner
 from tests.helpers import REPO, assert_trees_close, needs_cpu, release_digest, run_module
 
 TINY = Config(
@@ -84,6 +84,24 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, tiny, trained, checkpoint_
 def test_a_finished_run_trains_nothing_when_started_again(tmp_path, tiny, trained):
     again = fit_into(copy_of(trained, tmp_path), tiny)
     assert again.trained_steps == 0 and again.steps == 60
+
+
+def test_a_finished_run_started_again_returns_what_it_recorded_and_annotates_nothing(
+    tmp_path, tiny
+):
+    calls = []
+
+    def annotate(fit, records):  # a study's fields, different at every call
+        calls.append(len(calls))
+        for record in records:
+            record["annotated_at_call"] = calls[-1]
+
+    out, folder = str(tmp_path / "r.jsonl"), str(tmp_path / "w")
+    first = runner.train_and_record(TINY, tiny, out, folder, annotate=annotate)
+    again = runner.train_and_record(TINY, tiny, out, folder, annotate=annotate)
+    assert calls == [0] and not again.new and again.fit.trained_steps == 0
+    assert [r["annotated_at_call"] for r in first.records] == [0, 0]
+    assert again.records == results.read(out)  # as the first start wrote them
 
 
 def test_other_settings_are_refused_naming_them(trained):

@@ -343,20 +343,27 @@ class Workdir:
         """Save a checkpoint of `replicas` and `progress`."""
         self.checkpoints.save(replicas, progress)
 
+    def kept(self, records: list[dict]) -> list[dict] | None:
+        """Return what this folder recorded for the runs of `records` (the same seeds and steps):
+        a finished run started again; None when it holds no record of one of them."""
+        own = os.path.join(self.path, "results.jsonl")
+        kept = results.read(own) if os.path.exists(own) else []
+        done = {(r["seed"], r["steps"]): r for r in kept}
+        runs = [(r["seed"], r["steps"]) for r in records]
+        return [done[run] for run in runs] if all(run in done for run in runs) else None
+
     def record(self, records: list[dict], out: str) -> bool:
         """Append a finished run's records to the folder's results.jsonl and to `out`, each
         file once (REACHED lists the `out` files reached): a run started again after a
         failed append to `out` appends what its first start recorded; return whether any file
         got records now."""
         own = os.path.join(self.path, "results.jsonl")
-        kept = results.read(own) if os.path.exists(own) else []
-        done = {(r["seed"], r["steps"]) for r in kept}
-        new = not all((r["seed"], r["steps"]) in done for r in records)
+        kept = self.kept(records)
+        new = kept is None
         if new:
             results.append(records, own)
         else:
-            wanted = {(r["seed"], r["steps"]) for r in records}
-            records = [r for r in kept if (r["seed"], r["steps"]) in wanted]
+            records = kept
         reached = _reached(self.path)
         if os.path.realpath(out) in reached | {os.path.realpath(own)}:
             return new

@@ -81,7 +81,8 @@ def train_and_record(
     its records to `out` and the folder's results.jsonl, each file once.
 
     `on_eval` sees each evaluation (returning True stops training); `annotate(fit, records)`
-    adds a study's fields to the records before they are written. A run that cannot fit in
+    adds a study's fields to the records before they are written; a finished run started again
+    returns the records its folder holds, as they were annotated then. A run that cannot fit in
     memory, or whose records cannot be written, is refused before training. A multi-host run
     records from its first process alone.
     """
@@ -92,7 +93,10 @@ def train_and_record(
     with work_folder(workdir, cfg, command, data) as folder:
         fit = fit_in(cfg, data, folder, on_eval)
         records = results.run_records(cfg, fit, cfg.dataset, data.digest)
-        if annotate:
+        kept = folder.kept(records) if folder else None
+        if kept is not None:  # a finished run started again: what its first start recorded
+            records = kept
+        elif annotate:
             annotate(fit, records)
         if folder:
             folder.events.hparams(records)
