@@ -86,7 +86,7 @@ def main(argv: list[str]) -> None:
     if not new:
         print(f"{FLAGS.workdir} holds this finished run already: nothing trained or recorded")
     summary = {
-        "target": FLAGS.target,
+        "target": records[0]["target"],  # a finished run started again: the one it recorded
         "seconds_to_target": [r["seconds_to_target"] for r in records],
         "compile_seconds": fit.compile_seconds,
     }
