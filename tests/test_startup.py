@@ -67,16 +67,23 @@ def cache_hits(tmp_path):
         compilation_cache.reset_cache()
 
 
-@needs_cpu
-def test_a_second_run_loads_its_programs_from_the_cache(tiny, tmp_path, cache_hits):
+CACHED = Config(hidden=(8,), steps=4, eval_every=2, batch_size=5, validation_size=10)
+
+
+def first_cached_run(data, tmp_path) -> tuple[str, train.FitResult]:
+    """Train CACHED with a fresh persistent compilation cache; return its folder and the fit."""
     folder = str(tmp_path / "compilation_cache")
     train.cache_compilations(folder)
-    cfg = Config(hidden=(8,), steps=4, eval_every=2, batch_size=5, validation_size=10)
-    first = train.fit(cfg, tiny)
+    return folder, train.fit(CACHED, data)
+
+
+@needs_cpu
+def test_a_second_run_loads_its_programs_from_the_cache(tiny, tmp_path, cache_hits):
+    folder, first = first_cached_run(tiny, tmp_path)
     written = sorted(os.listdir(folder))
     assert written and cache_hits == []
     # A new config object builds new programs, as a new process would: no in-memory cache helps.
-    second = train.fit(dataclasses.replace(cfg, name="again"), tiny)
+    second = train.fit(dataclasses.replace(CACHED, name="again"), tiny)
     assert len(cache_hits) >= 2  # evaluation and the training chunk at least
     assert sorted(os.listdir(folder)) == written  # nothing compiled anew
     np.testing.assert_array_equal(second.test_accuracy, first.test_accuracy)
@@ -93,15 +100,12 @@ def test_every_run_of_a_launch_shares_one_cache_under_its_folder(tmp_path):
 
 @needs_cpu
 def test_a_damaged_cache_entry_is_compiled_again_with_a_warning(tiny, tmp_path, cache_hits):
-    folder = str(tmp_path / "compilation_cache")
-    train.cache_compilations(folder)
-    cfg = Config(hidden=(8,), steps=4, eval_every=2, batch_size=5, validation_size=10)
-    first = train.fit(cfg, tiny)
+    folder, first = first_cached_run(tiny, tmp_path)
     for name in os.listdir(folder):  # as a run killed while writing them would leave them
         path = os.path.join(folder, name)
         os.truncate(path, os.path.getsize(path) // 2)
     with pytest.warns(UserWarning, match="Error reading persistent compilation cache entry"):
-        second = train.fit(dataclasses.replace(cfg, name="again"), tiny)
+        second = train.fit(dataclasses.replace(CACHED, name="again"), tiny)
     assert cache_hits == []
     np.testing.assert_array_equal(second.test_accuracy, first.test_accuracy)
 

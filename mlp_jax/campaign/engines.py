@@ -193,6 +193,7 @@ def _die_with_parent() -> None:
 def wait_for_folder(folder: str, seconds: float = FOLDER_WAIT_SECONDS) -> None:
     """Wait until no process holds the lock of work folder `folder` (at most `seconds`): a
     retried task's lost attempt may hold it a while (a network filesystem's lease)."""
+    # The lock file of checkpoints.Workdir, named here: that module would import JAX on the node.
     path = os.path.join(folder, ".lock")
     deadline = time.monotonic() + seconds
     while os.path.exists(path) and time.monotonic() < deadline:
