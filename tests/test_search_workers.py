@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 SPACE = ("--param=lr=float:0.05:0.5:log",)
 # A trial of a few seconds: killed while it trains, after its first checkpoints.
-FLAGS = ("--validation_size=50", "--hidden=256,256", "--batch_size=50", "--steps=2000")
+FLAGS = ("--validation_size=50", "--hidden=128,128", "--batch_size=50", "--steps=2000")
 FLAGS += ("--eval_every=200",)
 TIMINGS = {"compile_seconds", "train_seconds", "eval_seconds", "steps_per_sec", "time"}
 

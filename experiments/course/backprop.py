@@ -65,8 +65,13 @@ def mnist_check(data_dir: str | None) -> list[str]:
     params = jax.tree.map(lambda p: p[0], fit.params)
     x, y = dataset.test_x[:1000], dataset.test_y[:1000]
     model = train.make_model(cfg)
-    auto = jax.grad(lambda p: train.loss_value(model.apply(p, x), y, cfg.loss))(params)
-    manual = chain_rule.gradients(params, x, y, cfg.act, cfg.loss)
+
+    @jax.jit  # one program: op by op, each of the hundreds of operations would compile alone
+    def both(p):
+        auto = jax.grad(lambda q: train.loss_value(model.apply(q, x), y, cfg.loss))(p)
+        return auto, chain_rule.gradients(p, x, y, cfg.act, cfg.loss)
+
+    auto, manual = both(params)
     lines = [
         f"## 784-128-64-10 sigmoid MLP after 500 steps (test accuracy "
         f"{fit.test_accuracy[0]:.4f}), gradients on 1,000 test images",
@@ -87,12 +92,18 @@ def mnist_check(data_dir: str | None) -> list[str]:
 def tiny_trace() -> list[str]:
     """Trace every quantity of one step of the 2-2-2 network."""
     x, label = jnp.array([[0.05, 0.10]]), jnp.array([1])
-    zs, acts = chain_rule.forward(TINY, x, "sigmoid")
-    targets = jax.nn.one_hot(label, 2)
-    d = chain_rule.deltas(TINY, zs, acts, targets, "sigmoid", "cross_entropy")
-    grads = chain_rule.gradients(TINY, x, label, "sigmoid")
     model = models.MLP(hidden=(2,), act="sigmoid", num_classes=2)
-    auto = jax.grad(lambda p: train.loss_value(model.apply(p, x), label, "cross_entropy"))(TINY)
+
+    @jax.jit  # one program, as in mnist_check
+    def trace(params):
+        zs, acts = chain_rule.forward(params, x, "sigmoid")
+        targets = jax.nn.one_hot(label, 2)
+        d = chain_rule.deltas(params, zs, acts, targets, "sigmoid", "cross_entropy")
+        grads = chain_rule.gradients(params, x, label, "sigmoid")
+        auto = jax.grad(lambda p: train.loss_value(model.apply(p, x), label, "cross_entropy"))
+        return zs, acts, d, grads, auto(params)
+
+    zs, acts, d, grads, auto = trace(TINY)
     stepped = jax.tree.map(lambda p, g: p - 0.5 * g, TINY, grads)
     lines = [
         "## 2-2-2 network, sigmoid hidden layer, softmax output, target class 1",

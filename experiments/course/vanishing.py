@@ -12,6 +12,7 @@ writes runs/teaching/vanishing.{md,png}.
 """
 
 import dataclasses
+import functools
 
 from absl import flags
 import jax
@@ -44,7 +45,8 @@ def main(argv: list[str]) -> None:
     for act in ("sigmoid", "relu"):
         cfg = dataclasses.replace(base, act=act)
         tx = train.make_optimizer(cfg, cfg.steps)
-        initial = train.init_replica(cfg.seed, dataset, model=train.make_model(cfg), tx=tx).params
+        init = jax.jit(functools.partial(train.init_replica, model=train.make_model(cfg), tx=tx))
+        initial = init(cfg.seed, dataset).params
         norms[(act, 0)] = teaching.layer_gradient_norms(cfg, initial, x, y)
         for steps in map(int, FLAGS.checkpoints):
             # Constant-lr SGD: a shorter run is the prefix of a longer one with the same seed.

@@ -70,9 +70,13 @@ def fit_regression(
 def layer_gradient_norms(cfg: Config, params: dict, x: jax.Array, y: jax.Array) -> list[float]:
     """Return the L2 norm of the loss gradient of each layer's weights, input layer first."""
     model = train.make_model(cfg)
-    grads = jax.grad(lambda p: train.loss_value(model.apply(p, x), y, cfg.loss))(params)
-    dense = grads["params"]
-    return [float(jnp.linalg.norm(dense[f"Dense_{i}"]["kernel"])) for i in range(len(dense))]
+
+    @jax.jit  # one program: op by op, each operation of the deep net's gradient compiles alone
+    def norms(p, x, y):
+        dense = jax.grad(lambda q: train.loss_value(model.apply(q, x), y, cfg.loss))(p)["params"]
+        return [jnp.linalg.norm(dense[f"Dense_{i}"]["kernel"]) for i in range(len(dense))]
+
+    return [float(n) for n in norms(params, x, y)]
 
 
 def distinct_units(kernel: jax.Array, decimals: int = 6) -> int:
