@@ -26,7 +26,12 @@ needs_cpu = pytest.mark.skipif(
 
 
 def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m module args` from the repository root, as a user would; capture its output."""
+    """Run `python -m module args` from the repository root, as a user would; capture its output.
+    Without `env`, in a child of this process's fork server (see SERVER); with it, in a fresh
+    interpreter."""
+    if not env:
+        (proc,) = run_modules([module, *args])
+        return proc
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
@@ -44,55 +49,82 @@ def run_ok(module: str, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-# Runs each job [module, *args] as `python -m module args` does (runpy makes the module
-# __main__), in a child forked from one interpreter that imported what every entry point imports
-# (JAX, SciPy, Matplotlib, Orbax: most of a process's start); prints each child's exit code,
-# stdout and stderr. The parent starts no JAX backend, so forking it is safe.
-RUNNER = """
-import json, os, runpy, sys, tempfile, traceback
+# A fork server: one interpreter that imported what every entry point imports (JAX, SciPy,
+# Matplotlib, Orbax: most of a process's start) and started no JAX backend, so forking it is safe.
+# For each line of jobs [[module, *args], ...] it runs every job at once, each in a child forked
+# as `python -m module args` runs (runpy makes the module __main__; the child ends as that
+# process would, its exit handlers and threads included), and answers a line of [exit code,
+# stdout, stderr] per job. A child still running after TIMEOUT seconds is killed (-9).
+TIMEOUT = 300
+SERVER = f"""
+import json, os, runpy, sys, tempfile, time
 import experiments.cli, mlp_jax.campaign.plots, mlp_jax.campaign.tables, mlp_jax.uses.evaluation
-children = []
-for module, *args in json.load(sys.stdin):
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    pid = os.fork()
-    if pid == 0:
-        os.dup2(out.fileno(), 1)
-        os.dup2(err.fileno(), 2)
-        sys.argv = [module, *args]
-        code = 0
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else int(e.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
+for line in sys.stdin:
+    children = []
+    for module, *args in json.loads(line):
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
         sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    children.append((pid, out, err))
-ended = []
-for pid, out, err in children:
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    ended.append([code, *(f.seek(0) or f.read().decode() for f in (out, err))])
-print("ended:", json.dumps(ended))
+        pid = os.fork()
+        if pid == 0:
+            null = os.open(os.devnull, os.O_RDONLY)
+            for fd, to in ((null, 0), (out.fileno(), 1), (err.fileno(), 2)):
+                os.dup2(fd, to)
+            sys.stdin, sys.argv = open(os.devnull), [module, *args]
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            sys.exit(0)  # as a module that returns: the interpreter's own shutdown
+        children.append((pid, out, err))
+    ended, deadline = [], time.monotonic() + {TIMEOUT}
+    for pid, out, err in children:
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+            time.sleep(0.005)
+        code = os.waitstatus_to_exitcode(status[1])
+        ended.append([code, *(f.seek(0) or f.read().decode() for f in (out, err))])
+    print(json.dumps(ended), flush=True)
 """
+
+
+def environment() -> dict[str, str]:
+    """Return the environment a child would see, less the variable pytest changes every test."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+class ForkServer:
+    """This test process's fork server (SERVER), started at its first use and again whenever
+    the environment changed (JAX read its variables when the server imported it); it ends with
+    the end of its input."""
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+        self.environ: dict[str, str] = {}
+
+    def run(self, jobs: list[list[str]]) -> list[list]:
+        """Run `jobs` in the server; return each one's [exit code, stdout, stderr]."""
+        if self.process and (self.environ != environment() or self.process.poll() is not None):
+            self.process.stdin.close()
+            self.process.wait()
+            self.process = None
+        if self.process is None:
+            self.environ = environment()
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", SERVER], cwd=REPO, text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            )  # fmt: skip
+        self.process.stdin.write(json.dumps(jobs) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, "the fork server ended"
+        return json.loads(line)
+
+
+FORKS = ForkServer()
 
 
 def run_modules(*jobs: list[str]) -> list[subprocess.CompletedProcess]:
     """Run each job `[module, *args]` as `python -m module args` from the repository root, all
-    at once, each in a child of one interpreter (see RUNNER); capture each one's output."""
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER],
-        input=json.dumps(jobs),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("ended: ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    ended = json.loads(lines[-1].removeprefix("ended: "))
+    at once, each in a child of the fork server (see SERVER); capture each one's output."""
+    ended = FORKS.run([list(job) for job in jobs])
     return [
         subprocess.CompletedProcess(job, *result) for job, result in zip(jobs, ended, strict=True)
     ]
