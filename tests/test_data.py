@@ -162,6 +162,7 @@ def test_a_recompressed_fashion_mnist_is_refused_as_mnist(tmp_path, monkeypatch)
         data.load("mnist", folder, 2)
 
 
+@pytest.mark.slow  # imports TensorFlow Datasets: seconds
 def test_tfds_offline_says_how_to_use_local_files(monkeypatch, tmp_path):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(data, "_reachable", lambda: False)
