@@ -1,10 +1,12 @@
 """What every entry point shares: Config flags, --workdir, the data folder, and one-line
 errors (exit code 2 for bad input, 3 for a fault of the machine)."""
 
+import atexit
 from collections.abc import Callable
 import dataclasses
 import errno
 import functools
+import gc
 import logging
 import os
 import re
@@ -27,6 +29,11 @@ from mlp_jax.store import results
 # tables and evaluation, Matplotlib through plots) are imported by the functions that use them.
 
 DATA_ENV = "MLP_JAX_DATA"
+
+# At exit the interpreter tears everything down anyway; its last garbage collection, over every
+# object of JAX and the other libraries, would take 0.3 s of each process. Frozen objects are
+# skipped; every file an entry point writes is closed (or fsynced) before then.
+atexit.register(gc.freeze)
 
 
 def define_config_flags(
