@@ -67,11 +67,11 @@ def mnist_check(data_dir: str | None) -> list[str]:
     model = train.make_model(cfg)
 
     @jax.jit  # one program: op by op, each of the hundreds of operations would compile alone
-    def both(p):
+    def both(p, x, y):
         auto = jax.grad(lambda q: train.loss_value(model.apply(q, x), y, cfg.loss))(p)
         return auto, chain_rule.gradients(p, x, y, cfg.act, cfg.loss)
 
-    auto, manual = both(params)
+    auto, manual = both(params, x, y)
     lines = [
         f"## 784-128-64-10 sigmoid MLP after 500 steps (test accuracy "
         f"{fit.test_accuracy[0]:.4f}), gradients on 1,000 test images",
