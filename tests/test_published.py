@@ -16,7 +16,12 @@ from mlp_jax.store import results
 from tests.helpers import REPO
 
 RESULTS = os.path.join(REPO, "results")
-GRIDS = ("seed_table", "course_extras", "best_cpu", "committee_cpu")
+GRIDS = ("seed_table", "course_extras", "best_cpu", "committee_cpu", "committee_v2")
+# Each published committee folder: the (weights, test-time augmentation) of its committees.
+COMMITTEES = {
+    "committee_cpu": {("equal", "none"), ("validation", "none")},
+    "committee_v2": {(w, tta) for w in ("equal", "accuracy") for tta in ("none", "shifts")},
+}
 EXPORTS = ("table.md", "table.csv", "table.json", "table.tex", "table.png", "README.md")
 
 
@@ -37,11 +42,18 @@ def test_committed_grid_tables_are_their_records_exported(grid):
     assert tables.to_markdown(tables.build(records, grid), header(committed)) == committed
 
 
-def test_committed_committee_tables_are_their_records_exported():
-    records = [json.loads(line) for line in read("committee_cpu", "committee.jsonl").splitlines()]
-    assert {record["weights"] for record in records} == {"equal", "validation"}
+def committee_table(record: dict) -> str:
+    """Return the file a committee's table is published in: `committee_WEIGHTS[_TTA].md`."""
+    tta = record.get("tta", "none")  # older records: none
+    return f"committee_{record['weights']}{'' if tta == 'none' else '_' + tta}.md"
+
+
+@pytest.mark.parametrize("folder", list(COMMITTEES))
+def test_committed_committee_tables_are_their_records_exported(folder):
+    records = [json.loads(line) for line in read(folder, "committee.jsonl").splitlines()]
+    assert {(r["weights"], r.get("tta", "none")) for r in records} == COMMITTEES[folder]
     for record in records:
-        committed = read("committee_cpu", f"committee_{record['weights']}.md")
+        committed = read(folder, committee_table(record))
         assert tables.committee_markdown(record, header(committed)) == committed
 
 

@@ -90,9 +90,10 @@ def test_every_row_of_every_grid_is_a_valid_run(name):
 
 
 def test_best_recipes_keep_a_validation_split_and_augment():
-    for row in (*grids.get("best_cpu"), *grids.get("best_gpu"), *grids.get("committee_cpu")):
-        cfg = cli.row_config(row, [])
-        assert cfg.validation_size == 5000 and "elastic" in cfg.augment
+    for name in ("best_cpu", "best_gpu", "committee_cpu", "committee_v2"):
+        for row in grids.get(name):
+            cfg = cli.row_config(row, [])
+            assert cfg.validation_size == 5000 and "elastic" in cfg.augment
 
 
 def test_dropout_at_eval_is_random_but_repeatable(tiny):

@@ -276,6 +276,7 @@ GRIDS: dict[str, tuple[Row, ...]] = {
     #   ./launch.sh committee_v2 --row 1 --seeds 1 --out results/committee_v2
     #   ./launch.sh committee_v2 --row 1 --seeds 3 --out results/committee_v2
     #   ./launch.sh committee_v2 --seeds 1 --out results/committee_v2  # rows 2-4: row 1 is done
+    # Their committees (rules: results/selection/committee_v2.md): results/committee_v2/README.md.
     "committee_v2": (
         Row("long600_2x1024", {**LONG_CPU, "epochs": "600"}),
         Row("long_2x1536", {**LONG_CPU, "hidden": "1536,1536"}),
