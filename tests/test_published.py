@@ -44,14 +44,14 @@ def test_committed_grid_tables_are_their_records_exported(grid):
 
 def committee_table(record: dict) -> str:
     """Return the file a committee's table is published in: `committee_WEIGHTS[_TTA].md`."""
-    tta = record.get("tta", "none")  # older records: none
+    tta = tables.committee_tta(record)
     return f"committee_{record['weights']}{'' if tta == 'none' else '_' + tta}.md"
 
 
 @pytest.mark.parametrize("folder", list(COMMITTEES))
 def test_committed_committee_tables_are_their_records_exported(folder):
     records = [json.loads(line) for line in read(folder, "committee.jsonl").splitlines()]
-    assert {(r["weights"], r.get("tta", "none")) for r in records} == COMMITTEES[folder]
+    assert {(r["weights"], tables.committee_tta(r)) for r in records} == COMMITTEES[folder]
     for record in records:
         committed = read(folder, committee_table(record))
         assert tables.committee_markdown(record, header(committed)) == committed

@@ -494,6 +494,11 @@ def _member_cells(member: dict) -> list[str]:
     ]
 
 
+def committee_tta(record: dict) -> str:
+    """Return a committee record's test-time augmentation (`none` for records made before it)."""
+    return record.get("tta", "none")
+
+
 def committee_markdown(record: dict, header: list[str]) -> str:
     """Render a committee's record (`evaluation.record`) as markdown, `header` lines above: each
     member's accuracies and weight, the committee's, and the test digits it gets right that its
@@ -502,7 +507,7 @@ def committee_markdown(record: dict, header: list[str]) -> str:
     columns = ["folder", "seed", "name", "preprocess", "weight", "validation", "test"]
     out = [*header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(_member_cells(m)) + " |" for m in record["members"]]
-    tta = record.get("tta", "none")  # older records: none
+    tta = committee_tta(record)
     weights = record["weights"] + (f", tta {tta}" if tta != "none" else "")
     out.append(
         f"| **committee** | | {record['entered']} of {len(record['members'])} replicas from "
