@@ -205,6 +205,28 @@ def test_a_checkpoint_without_its_digest_is_unfinished(tmp_path, trained):
 
 
 @needs_cpu
+def test_a_run_killed_before_sealing_its_only_checkpoint_trains_from_step_0(
+    tmp_path, tiny, trained
+):
+    """Killed between Orbax's save of the first checkpoint and its digest (as a Ray task whose
+    driver or node dies can be): evaluating refuses it, training deletes it and starts again."""
+    assert fit_into(tmp_path, tiny, stop_at=10).steps == 10
+    assert os.listdir(tmp_path / "checkpoints") == ["10"]
+    os.remove(tmp_path / "checkpoints" / "10" / checkpoints.DIGEST_FILE)
+    with pytest.raises(InputError, match=r"no usable checkpoint: all 1 damaged \(10: it has no"):
+        checkpoints.load(str(tmp_path))
+    with pytest.warns(UserWarning) as caught:
+        resumed = fit_into(tmp_path, tiny)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path}: checkpoint 10, the only one, has no digest (the run was killed while "
+        "saving it); deleted, training from step 0"
+    ]
+    assert resumed.trained_steps == 60
+    assert_same_replicas(resumed.replicas, trained[1].replicas)
+    assert resumed.history == trained[1].history
+
+
+@needs_cpu
 @pytest.mark.parametrize("harm", [garble, truncate])
 def test_a_damaged_latest_checkpoint_is_replaced_and_the_run_ends_as_uninterrupted(
     tmp_path, tiny, trained, harm

@@ -22,7 +22,9 @@ garbled bytes back without complaint. One without its digest (cut off before it,
 deleted) or not matching it is damaged: it is skipped for the one before it, with one warning,
 and deleted when the folder is opened for training, so the run ends as one never interrupted;
 loading a saved model (evaluate, predict) deletes nothing. With every checkpoint damaged,
-training and loading stop with one error line (exit code 2): delete the folder to start afresh.
+training and loading stop with one error line (exit code 2): delete the folder to start afresh;
+but a single checkpoint without its digest is what a run killed while saving its only one
+leaves (its first): training deletes it, with one warning, and starts from step 0.
 
 A checkpoint is written at each evaluation (and every --checkpoint_every and --keep_every
 steps); the latest --keep_checkpoints, the best evaluated by mean validation accuracy and, with
@@ -559,6 +561,14 @@ def _first_usable(
     return None, None, skipped
 
 
+def killed_before_sealing(mgr: ocp.CheckpointManager, steps: list[int]) -> bool:
+    """Whether `steps` is one checkpoint without a digest: what a run killed between saving and
+    sealing its only checkpoint leaves (the first, or any with --keep_checkpoints=1)."""
+    return len(steps) == 1 and not os.path.exists(
+        os.path.join(step_folder(mgr, steps[0]), DIGEST_FILE)
+    )
+
+
 def restore(
     mgr: ocp.CheckpointManager,
     fresh: train.Replica,
@@ -570,11 +580,20 @@ def restore(
     """Restore the latest (or best) checkpoint of `cfg`'s run, shaped like `fresh`; fall back to
     earlier ones, with one warning, when it is damaged; None when there is none. The `owner` of
     the folder (a run training into it) deletes the damaged checkpoints, half-deleted ones
-    included."""
+    included, and trains from step 0 when its only checkpoint was never sealed."""
     steps = sorted(mgr.all_steps(), reverse=True)
     if which == "best" and mgr.best_step() is not None:
         steps = [mgr.best_step()] + [s for s in steps if s != mgr.best_step()]
     step, restored, skipped = _first_usable(mgr, steps, fresh, cfg, path)
+    if step is None and owner and killed_before_sealing(mgr, steps):
+        shutil.rmtree(step_folder(mgr, steps[0]))
+        mgr.reload()
+        warnings.warn(
+            f"{path}: checkpoint {steps[0]}, the only one, has no digest (the run was killed "
+            "while saving it); deleted, training from step 0",
+            stacklevel=2,
+        )
+        return None
     if step is None and steps:
         fresh_start = "; delete the folder to train from scratch" if owner else ""
         reasons = ", ".join(f"{s}: {why}" for s, why in skipped.items())
