@@ -24,7 +24,8 @@ and deleted when the folder is opened for training, so the run ends as one never
 loading a saved model (evaluate, predict) deletes nothing. With every checkpoint damaged,
 training and loading stop with one error line (exit code 2): delete the folder to start afresh;
 but a single checkpoint without its digest is what a run killed while saving its only one
-leaves (its first): training deletes it, with one warning, and starts from step 0.
+leaves (its first; any with --keep_checkpoints=1): training deletes it, with one warning, and
+starts from step 0.
 
 A checkpoint is written at each evaluation (and every --checkpoint_every and --keep_every
 steps); the latest --keep_checkpoints, the best evaluated by mean validation accuracy and, with
