@@ -562,6 +562,14 @@ def _first_usable(
     return None, None, skipped
 
 
+def delete(mgr: ocp.CheckpointManager, steps: list[int]) -> None:
+    """Delete the checkpoints of `steps` and make the manager forget them."""
+    for step in steps:
+        shutil.rmtree(step_folder(mgr, step))
+    if steps:
+        mgr.reload()
+
+
 def killed_before_sealing(mgr: ocp.CheckpointManager, steps: list[int]) -> bool:
     """Whether `steps` is one checkpoint without a digest: what a run killed between saving and
     sealing its only checkpoint leaves (the first, or any with --keep_checkpoints=1)."""
@@ -587,8 +595,7 @@ def restore(
         steps = [mgr.best_step()] + [s for s in steps if s != mgr.best_step()]
     step, restored, skipped = _first_usable(mgr, steps, fresh, cfg, path)
     if step is None and owner and killed_before_sealing(mgr, steps):
-        shutil.rmtree(step_folder(mgr, steps[0]))
-        mgr.reload()
+        delete(mgr, steps)
         warnings.warn(
             f"{path}: checkpoint {steps[0]}, the only one, has no digest (the run was killed "
             "while saving it); deleted, training from step 0",
@@ -611,10 +618,7 @@ def restore(
         )
     if owner:
         older = [s for s in steps if s < step and why_damaged(step_folder(mgr, s))]
-        for damaged in [*skipped, *older]:  # older: half deleted by a killed run, never read
-            shutil.rmtree(step_folder(mgr, damaged))
-        if skipped or older:
-            mgr.reload()
+        delete(mgr, [*skipped, *older])  # older: half deleted by a killed run, never read
     return restored
 
 
